@@ -1,0 +1,37 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './config.js'
+import configPlugin from './plugins/config.js'
+import docsPlugin from './plugins/docs.js'
+import errorsPlugin from './plugins/errors.js'
+import lifecyclePlugin from './plugins/lifecycle.js'
+import loggingPlugin from './plugins/logging.js'
+import securityPlugin from './plugins/security.js'
+import healthRoutes from './routes/health.js'
+import rootRoutes from './routes/root.js'
+import { serverOptions } from './server-options.js'
+
+/**
+ * Builds the whole application from a validated config. Never listens:
+ * src/server.ts does that, and tests build exactly this app.
+ */
+export async function buildApp (config: Config, logger: Logger) {
+  const app = Fastify(serverOptions(config, logger)).withTypeProvider<TypeBoxTypeProvider>()
+
+  // Order matters: each concern may use what the ones above it decorate, and
+  // plugins that hook onRoute (docs, rate limits) must exist before routes.
+  await app.register(configPlugin, { config })
+  await app.register(lifecyclePlugin)
+  await app.register(loggingPlugin)
+  await app.register(errorsPlugin)
+  await app.register(securityPlugin)
+  await app.register(docsPlugin)
+
+  await app.register(rootRoutes)
+  await app.register(healthRoutes)
+
+  return app
+}
+
+export type App = Awaited<ReturnType<typeof buildApp>>

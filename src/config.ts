@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { parseEnv } from 'node:util'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+/*
+ * The environment is described once, here. Every variable of SPEC §1 has its
+ * default and its constraint in this schema; `Config` is derived from it, and
+ * the "must be …" sentence of a startup error is derived from the same
+ * constraints, so documentation, validation and types cannot disagree.
+ */
+
+const int = (defaultValue: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER) =>
+  Type.Integer({ default: defaultValue, minimum, maximum })
+
+const text = (defaultValue: string, must: string, pattern?: string) =>
+  Type.String({ default: defaultValue, must, ...(pattern === undefined ? {} : { pattern }) })
+
+const optionalText = (must: string, pattern?: string) =>
+  Type.Optional(Type.String({ must, minLength: 1, ...(pattern === undefined ? {} : { pattern }) }))
+
+const oneOf = <T extends string>(defaultValue: T, values: readonly T[]) =>
+  Type.Union(values.map((value) => Type.Literal(value)), { default: defaultValue })
+
+export const EnvSchema = Type.Object({
+  PORT: int(4000, 0, 65535),
+  HOST: text('0.0.0.0', 'a host name or IP address', '^\\S+$'),
+  NODE_ENV: oneOf('development', ['development', 'production', 'test'] as const),
+  CORS_ORIGIN: text('http://localhost:5173', 'a comma-separated list of origins like https://app.example.com'),
+  TRUST_PROXY: text('false', 'false, true, or a comma-separated list of proxy IPs/CIDRs (a hop count is not supported)'),
+
+  GEMINI_API_KEY: Type.Optional(Type.String()),
+  GEMINI_MODEL: text('gemini-2.5-flash', 'a model name like gemini-2.5-flash', '^[A-Za-z0-9._-]+$'),
+  GEMINI_BASE_URL: optionalText('an http(s) URL', '^https?://\\S+$'),
+  AI_TIMEOUT_MS: int(20000, 1),
+  AI_MAX_ATTEMPTS: int(3, 1, 10),
+  AI_RETRY_BASE_MS: int(1000, 0),
+  AI_HISTORY_MESSAGES: int(20, 0, 1000),
+  AI_MAX_CONCURRENCY: int(64, 1),
+
+  SESSION_TTL_MS: int(1800000, 1000),
+  SESSION_MAX_PARTICIPANTS: int(10, 2, 1000),
+
+  RATE_LIMIT_MAX: int(100, 1),
+  RATE_LIMIT_WINDOW_MS: int(900000, 1000),
+  AI_RATE_LIMIT_MAX: int(10, 1),
+  AI_RATE_LIMIT_WINDOW_MS: int(60000, 1000),
+  SLOW_DOWN_AFTER: int(50, 0),
+  SLOW_DOWN_DELAY_MS: int(500, 0),
+  SLOW_DOWN_MAX_DELAY_MS: int(10000, 0),
+
+  BODY_LIMIT: int(65536, 1024, 100 * 1024 * 1024),
+  REQUEST_TIMEOUT_MS: int(30000, 1000),
+  KEEP_ALIVE_TIMEOUT_MS: int(72000, 1000),
+
+  WS_MAX_PAYLOAD: int(16384, 256, 100 * 1024 * 1024),
+  WS_PING_INTERVAL_MS: int(30000, 100),
+  WS_MESSAGE_RATE: int(30, 1),
+  WS_MESSAGE_WINDOW_MS: int(10000, 100),
+  WS_MAX_CONNECTIONS: int(10000, 1),
+  WS_MAX_CONNECTIONS_PER_IP: int(50, 1),
+  WS_MAX_BUFFERED_BYTES: int(1048576, 1024),
+
+  REDIS_URL: optionalText('a redis:// or rediss:// URL', '^rediss?://[^\\s/]+(/\\d*)?$'),
+
+  LOG_DIR: text('./logs', 'a folder path', '\\S'),
+  LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  LOG_RETENTION_DAYS: int(7, 1, 3650),
+  LOG_MAX_SIZE: text('10m', 'a size like 500k, 10m or 1g', '^[1-9]\\d*[kmg]?$'),
+
+  STATS_INTERVAL_MS: int(300000, 100),
+  STATS_TOKEN: optionalText('a non-empty token'),
+  SHUTDOWN_TIMEOUT_MS: int(10000, 100),
+
+  MEMORY_WARN_MB: int(800, 1),
+  MEMORY_LIMIT_MB: int(1024, 1),
+  ERROR_RATE_ALERT_PCT: int(20, 0, 100),
+  AI_FAILURE_ALERT_PCT: int(50, 0, 100),
+  SLOW_RESPONSE_MS: int(5000, 1),
+  HIGH_CONNECTIONS: int(100, 1)
+})
+
+export type Config = Static<typeof EnvSchema>
+
+export class ConfigError extends Error {
+  constructor (variable: string, must: string) {
+    super(`Invalid configuration: ${variable} must be ${must}`)
+    this.name = 'ConfigError'
+  }
+}
+
+function describe (schema: TSchema): string {
+  if (typeof schema.must === 'string') return schema.must
+  if (schema.type === 'integer') {
+    return schema.maximum === Number.MAX_SAFE_INTEGER
+      ? `an integer ≥ ${schema.minimum}`
+      : `an integer from ${schema.minimum} to ${schema.maximum}`
+  }
+  if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`
+  return 'valid'
+}
+
+/** Reads `.env` (if present) under the real environment: the environment wins. */
+export function readEnvironment (env: NodeJS.ProcessEnv = process.env, dotenvPath = '.env'): Record<string, string | undefined> {
+  let fromFile: Record<string, string> = {}
+  try {
+    fromFile = parseEnv(readFileSync(dotenvPath, 'utf8')) as Record<string, string>
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  return { ...fromFile, ...env }
+}
+
+/**
+ * Validates raw string variables into a typed Config, or throws a ConfigError
+ * naming the first wrong variable. Empty strings count as unset, the way
+ * `.env` templates leave optional variables.
+ */
+export function loadConfig (raw: Record<string, string | number | undefined>): Config {
+  const input: Record<string, unknown> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = raw[key]
+    if (value !== undefined && value !== '') input[key] = typeof value === 'string' ? value.trim() : value
+  }
+  const config = Value.Convert(EnvSchema, Value.Default(EnvSchema, input))
+  const first = Value.Errors(EnvSchema, config).First()
+  if (first !== undefined) {
+    const variable = first.path.split('/')[1] ?? first.path
+    throw new ConfigError(variable, describe(EnvSchema.properties[variable as keyof Config] ?? first.schema))
+  }
+  const valid = config as Config
+  checkCrossField(valid)
+  return valid
+}
+
+function checkCrossField (config: Config): void {
+  parseTrustProxy(config.TRUST_PROXY)
+  parseOrigins(config.CORS_ORIGIN)
+  if (config.MEMORY_WARN_MB > config.MEMORY_LIMIT_MB) {
+    throw new ConfigError('MEMORY_WARN_MB', `at most MEMORY_LIMIT_MB (${config.MEMORY_LIMIT_MB})`)
+  }
+  if (config.SLOW_DOWN_MAX_DELAY_MS < config.SLOW_DOWN_DELAY_MS) {
+    throw new ConfigError('SLOW_DOWN_MAX_DELAY_MS', `at least SLOW_DOWN_DELAY_MS (${config.SLOW_DOWN_DELAY_MS})`)
+  }
+}
+
+const CIDR = /^(.+)\/(\d{1,3})$/
+
+/**
+ * `false` → the socket address is the client; `true` → trust every hop
+ * (left-most X-Forwarded-For); a list → trust only those proxies.
+ * Fastify ≥ 5.12.1 ignores a numeric hop count, which would silently put
+ * every user behind a load balancer into one rate-limit bucket, so refuse it.
+ */
+export function parseTrustProxy (value: string): boolean | string[] {
+  const must = 'false, true, or a comma-separated list of proxy IPs/CIDRs; a hop count like "1" is ignored by Fastify ≥ 5.12.1 and would put every user in the proxy\'s rate-limit bucket, so list the load balancer\'s addresses instead'
+  const lower = value.toLowerCase()
+  if (lower === 'false') return false
+  if (lower === 'true') return true
+  const entries = splitList(value)
+  const valid = entries.length > 0 && entries.every((entry) => {
+    const cidr = CIDR.exec(entry)
+    const address = cidr?.[1] ?? entry
+    const version = isIP(address)
+    return version !== 0 && (cidr === null || Number(cidr[2]) <= (version === 4 ? 32 : 128))
+  })
+  if (!valid) throw new ConfigError('TRUST_PROXY', must)
+  return entries
+}
+
+export function parseOrigins (value: string): string[] {
+  const origins = splitList(value)
+  for (const origin of origins) {
+    let url: URL | undefined
+    try { url = new URL(origin) } catch { url = undefined }
+    if (url === undefined || url.origin !== origin || !/^https?:$/.test(url.protocol)) {
+      throw new ConfigError('CORS_ORIGIN', `a comma-separated list of origins like https://app.example.com (got an entry that is not a bare http(s) origin)`)
+    }
+  }
+  return origins
+}
+
+function splitList (value: string): string[] {
+  return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+}

@@ -1,0 +1,51 @@
+import fp from 'fastify-plugin'
+import { createLogFiles, type LogFiles } from '../services/log-files.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { logFiles: LogFiles }
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000
+
+/**
+ * Opens the rotated log files, writes one requests.log line per completed
+ * request (a warning when slower than SLOW_RESPONSE_MS), prunes old files at
+ * startup and daily, and flushes everything on close.
+ */
+export default fp(async (app) => {
+  const { LOG_DIR, LOG_MAX_SIZE, LOG_RETENTION_DAYS, SLOW_RESPONSE_MS } = app.config
+  const logFiles = await createLogFiles({ dir: LOG_DIR, maxSize: LOG_MAX_SIZE, retentionDays: LOG_RETENTION_DAYS })
+  app.decorate('logFiles', logFiles)
+
+  const prune = () => {
+    logFiles.prune().catch((error: unknown) => app.log.warn({ err: error }, 'could not prune old log files'))
+  }
+  prune()
+  const pruneTimer = setInterval(prune, DAY_MS).unref()
+
+  app.addHook('onResponse', async (request, reply) => {
+    const responseTimeMs = Math.round(reply.elapsedTime * 100) / 100
+    const queryStart = request.url.indexOf('?')
+    const line = {
+      reqId: request.id,
+      method: request.method,
+      route: request.routeOptions.url ?? null,
+      path: queryStart === -1 ? request.url : request.url.slice(0, queryStart),
+      status: reply.statusCode,
+      responseTimeMs,
+      ip: request.ip,
+      userAgent: request.headers['user-agent'] ?? null
+    }
+    if (responseTimeMs > SLOW_RESPONSE_MS) {
+      logFiles.requests.warn(line, 'slow response')
+      app.log.warn({ reqId: request.id, route: line.route, responseTimeMs }, 'slow response')
+    } else {
+      logFiles.requests.info(line, 'request completed')
+    }
+  })
+
+  app.addHook('onClose', async () => {
+    clearInterval(pruneTimer)
+    await logFiles.close()
+  })
+}, { name: 'logging', dependencies: ['config'] })

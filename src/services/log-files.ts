@@ -1,0 +1,103 @@
+import { lstat, mkdir, readdir, readlink, stat, symlink, unlink } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { pino, type Logger, type LoggerOptions } from 'pino'
+import roll from 'pino-roll'
+
+/*
+ * The four JSON-lines logs of SPEC §7. Each lives in its own folder because
+ * pino-roll names its "current" link `current.log` per folder; a stable link
+ * `LOG_DIR/<name>.log → <name>/current.log` keeps `tail -F logs/errors.log`
+ * working across rotations. The streams are written from the main thread
+ * (no transport worker): on a two-core machine a worker per file competes
+ * with the request path, and SonicBoom's async writes already batch.
+ */
+
+export const LOG_NAMES = ['requests', 'ai-requests', 'errors', 'server-stats'] as const
+export type LogName = typeof LOG_NAMES[number]
+
+/** Secrets that must never be written, wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]',
+  'headers.authorization', 'headers.cookie', 'headers["set-cookie"]',
+  'apiKey', '*.apiKey', 'GEMINI_API_KEY', '*.GEMINI_API_KEY', 'STATS_TOKEN', '*.STATS_TOKEN'
+]
+
+export const baseLoggerOptions: LoggerOptions = {
+  timestamp: pino.stdTimeFunctions.isoTime,
+  redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  formatters: { level: (label) => ({ level: label }) }
+}
+
+export interface LogFilesOptions {
+  dir: string
+  maxSize: string
+  retentionDays: number
+  now?: () => number
+}
+
+export type LogFiles = Record<LogName, Logger> & {
+  /** Deletes rotated files older than the retention period; returns how many. */
+  prune: () => Promise<number>
+  /** Writes out everything buffered and closes the files. */
+  close: () => Promise<void>
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000
+
+export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.now }: LogFilesOptions): Promise<LogFiles> {
+  const root = resolve(dir)
+  await mkdir(root, { recursive: true })
+  const streams = await Promise.all(LOG_NAMES.map((name) => openRolling(root, name, maxSize)))
+  const loggers = Object.fromEntries(LOG_NAMES.map((name, index) =>
+    [name, pino({ ...baseLoggerOptions, base: { log: name } }, streams[index])])) as Record<LogName, Logger>
+
+  async function prune (): Promise<number> {
+    const cutoff = now() - retentionDays * DAY_MS
+    let removed = 0
+    for (const name of LOG_NAMES) {
+      const folder = join(root, name)
+      const active = await readlink(join(folder, 'current.log')).catch(() => undefined)
+      for (const file of await readdir(folder)) {
+        if (file === 'current.log' || file === active) continue
+        const path = join(folder, file)
+        const info = await stat(path).catch(() => undefined)
+        if (info !== undefined && info.isFile() && info.mtimeMs < cutoff) {
+          await unlink(path).catch(() => undefined)
+          removed++
+        }
+      }
+    }
+    return removed
+  }
+
+  async function close (): Promise<void> {
+    await Promise.all(streams.map((stream) => new Promise<void>((done) => {
+      stream.once('close', () => done())
+      stream.end()
+    })))
+  }
+
+  return { ...loggers, prune, close }
+}
+
+async function openRolling (root: string, name: LogName, maxSize: string) {
+  const folder = join(root, name)
+  const stream = await roll({
+    file: join(folder, name),
+    extension: '.log',
+    frequency: 'daily',
+    dateFormat: 'yyyy-MM-dd',
+    size: maxSize,
+    symlink: true,
+    mkdir: true
+  })
+  await linkStable(join(root, `${name}.log`), join(name, 'current.log'))
+  return stream
+}
+
+async function linkStable (linkPath: string, target: string): Promise<void> {
+  const existing = await lstat(linkPath).catch(() => undefined)
+  if (existing?.isSymbolicLink() === true) return
+  if (existing !== undefined) await unlink(linkPath)
+  await symlink(target, linkPath)
+}

@@ -1,0 +1,104 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
+import { buildApp, type App } from '../src/app.js'
+import { loadConfig, type Config } from '../src/config.js'
+
+/*
+ * Domain helpers shared by the tests. Every app is the production app built
+ * by src/app.ts with the production server options; only its config differs.
+ */
+
+type Test = { teardown: (fn: () => unknown) => void }
+
+export const ROOT = new URL('..', import.meta.url).pathname
+
+export async function tempDir (t: Test, prefix = 'lc-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** A config like production's defaults, with its own log folder and any overrides. */
+export async function testConfig (t: Test, overrides: Partial<Record<keyof Config, string | number>> = {}): Promise<Config> {
+  return loadConfig({ LOG_DIR: await tempDir(t), LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1', ...overrides })
+}
+
+/** The whole app, not listening (for `inject`), closed after the test. */
+export async function buildTestApp (t: Test, overrides: Parameters<typeof testConfig>[1] = {}): Promise<App> {
+  const config = await testConfig(t, overrides)
+  const app = await buildApp(config, pino({ level: config.LOG_LEVEL }))
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+/** The whole app listening on a free loopback port. */
+export async function startServer (t: Test, overrides: Parameters<typeof testConfig>[1] = {}): Promise<{ app: App, url: string, port: number }> {
+  const app = await buildTestApp(t, overrides)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return { app, url: `http://127.0.0.1:${address.port}`, port: address.port }
+}
+
+/** Parsed JSON lines of `LOG_DIR/<name>.log` (through the stable link). */
+export async function readLog (logDir: string, name: string): Promise<Array<Record<string, any>>> {
+  const text = await readFile(join(logDir, `${name}.log`), 'utf8').catch(() => '')
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line))
+}
+
+/** Polls a log until `predicate` finds a line (log writes are asynchronous). */
+export async function waitForLogLine (logDir: string, name: string, predicate: (line: Record<string, any>) => boolean, timeoutMs = 5000): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const found = (await readLog(logDir, name)).find(predicate)
+    if (found !== undefined) return found
+    if (Date.now() > deadline) throw new Error(`no matching line in ${name}.log within ${timeoutMs} ms`)
+    await sleep(25)
+  }
+}
+
+export interface ChildServer {
+  child: ChildProcessWithoutNullStreams
+  stdout: () => string
+  stderr: () => string
+  url: Promise<string>
+  exited: Promise<number | null>
+}
+
+/**
+ * Starts `src/server.ts` in a real child process with only the given
+ * environment, in its own working folder (so a developer's `.env` is not read
+ * unless the test writes one there) with its logs in `<cwd>/logs`.
+ */
+export async function spawnServer (t: Test, env: Record<string, string> = {}, cwd?: string): Promise<ChildServer & { cwd: string }> {
+  const workDir = cwd ?? await tempDir(t, 'lc-proc-')
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/server.ts')], {
+    cwd: workDir,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
+  })
+  let out = ''
+  let err = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
+  const exited = once(child, 'exit').then(([code]) => code as number | null)
+  const url = new Promise<string>((resolve, reject) => {
+    const onData = () => {
+      const match = /"port":(\d+),"msg":"ready"/.exec(out)
+      if (match !== null) {
+        child.stdout.off('data', onData)
+        resolve(`http://127.0.0.1:${match[1]}`)
+      }
+    }
+    child.stdout.on('data', onData)
+    exited.then((code) => reject(new Error(`server exited (${code}) before ready: ${err}`)), reject)
+  })
+  url.catch(() => undefined)
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  return { child, stdout: () => out, stderr: () => err, url, exited, cwd: workDir }
+}
