@@ -8,6 +8,7 @@ import errorsPlugin from './plugins/errors.js'
 import lifecyclePlugin from './plugins/lifecycle.js'
 import loggingPlugin from './plugins/logging.js'
 import securityPlugin from './plugins/security.js'
+import sessionsPlugin from './plugins/sessions.js'
 import healthRoutes from './routes/health.js'
 import rootRoutes from './routes/root.js'
 import { serverOptions } from './server-options.js'
@@ -27,6 +28,7 @@ export async function buildApp (config: Config, logger: Logger) {
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
   await app.register(docsPlugin)
+  await app.register(sessionsPlugin)
 
   await app.register(rootRoutes)
   await app.register(healthRoutes)

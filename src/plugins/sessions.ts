@@ -1,0 +1,13 @@
+import fp from 'fastify-plugin'
+import { createMemorySessionStore, type SessionStore } from '../services/session-store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { sessions: SessionStore }
+}
+
+/** The session store shared by the companion routes and the WebSocket chat. */
+export default fp(async (app) => {
+  const sessions = createMemorySessionStore({ ttlMs: app.config.SESSION_TTL_MS })
+  app.decorate('sessions', sessions)
+  app.addHook('onClose', async () => sessions.close())
+}, { name: 'sessions', dependencies: ['config'] })
