@@ -1,0 +1,31 @@
+/*
+ * What one AI request (all its attempts) came to. The AI service reports
+ * one per request; the AI plugin writes it to ai-requests.log and hands it to
+ * the metrics service. It never carries persona or message text.
+ */
+export interface AiOutcome {
+  operation: 'greeting' | 'chat'
+  model: string
+  streamed: boolean
+  /**
+   * ok: the model answered; blocked: safety filter or empty reply (200 with a
+   * deflection); offline: no API key (200 with a canned reply); failed: the
+   * request ended in 503 AI_UNAVAILABLE (upstream error, timeout, circuit
+   * open, queue full, client gone).
+   */
+  result: 'ok' | 'blocked' | 'offline' | 'failed'
+  attempts: number
+  latencyMs: number
+  inputTokens?: number
+  outputTokens?: number
+  finishReason?: string
+  errorCode?: string
+}
+
+export type CircuitState = 'closed' | 'open' | 'half-open'
+
+export interface AiStatus {
+  provider: 'gemini' | 'offline'
+  model: string
+  circuit: CircuitState
+}
