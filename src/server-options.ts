@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
-import type { FastifyHttpOptions } from 'fastify'
+import { LogController, type FastifyHttpOptions } from 'fastify'
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
 
@@ -13,7 +13,7 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     loggerInstance: logger,
     // One line per request goes to requests.log (plugins/logging.ts); stdout
     // keeps the lifecycle log only.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     trustProxy: parseTrustProxy(config.TRUST_PROXY),
     bodyLimit: config.BODY_LIMIT,
@@ -34,7 +34,9 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     },
     ajv: {
       customOptions: {
-        removeAdditional: true, // SPEC §2.1: unknown extra fields are ignored
+        // SPEC §2.1: unknown extra fields are ignored. 'all' because TypeBox
+        // objects do not say additionalProperties: false.
+        removeAdditional: 'all',
         useDefaults: true,
         coerceTypes: false,
         allErrors: false

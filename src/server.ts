@@ -35,7 +35,7 @@ closeWithGrace({
   if (err !== undefined) {
     // A process-level fault: record it durably, then let the supervisor
     // restart a clean process (exit 1) rather than run on in an unknown state.
-    app.logFiles.errors.fatal({ err: { type: err.name, message: err.message, stack: err.stack } }, 'process fault')
+    app.logFiles.errors.fatal({ err }, 'process fault')
     logger.fatal({ errType: err.name }, 'process fault, exiting')
     await new Promise<void>((resolve) => app.logFiles.errors.flush(() => resolve()))
     return

@@ -28,18 +28,24 @@ export async function testConfig (t: Test, overrides: Partial<Record<keyof Confi
   return loadConfig({ LOG_DIR: await tempDir(t), LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1', ...overrides })
 }
 
-/** The whole app, not listening (for `inject`), closed after the test. */
-export async function buildTestApp (t: Test, overrides: Parameters<typeof testConfig>[1] = {}): Promise<App> {
+type Overrides = Parameters<typeof testConfig>[1]
+
+/**
+ * The whole app, not listening (for `inject`), closed after the test.
+ * `setup` may register test-only routes (e.g. one that throws) before the app is ready.
+ */
+export async function buildTestApp (t: Test, overrides: Overrides = {}, setup?: (app: App) => void): Promise<App> {
   const config = await testConfig(t, overrides)
   const app = await buildApp(config, pino({ level: config.LOG_LEVEL }))
   t.teardown(() => app.close())
+  setup?.(app)
   await app.ready()
   return app
 }
 
 /** The whole app listening on a free loopback port. */
-export async function startServer (t: Test, overrides: Parameters<typeof testConfig>[1] = {}): Promise<{ app: App, url: string, port: number }> {
-  const app = await buildTestApp(t, overrides)
+export async function startServer (t: Test, overrides: Overrides = {}, setup?: (app: App) => void): Promise<{ app: App, url: string, port: number }> {
+  const app = await buildTestApp(t, overrides, setup)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no port')
@@ -76,11 +82,14 @@ export interface ChildServer {
  * environment, in its own working folder (so a developer's `.env` is not read
  * unless the test writes one there) with its logs in `<cwd>/logs`.
  */
-export async function spawnServer (t: Test, env: Record<string, string> = {}, cwd?: string): Promise<ChildServer & { cwd: string }> {
+export async function spawnServer (t: Test, env: Record<string, string | undefined> = {}, cwd?: string, nodeArgs: string[] = []): Promise<ChildServer & { cwd: string }> {
   const workDir = cwd ?? await tempDir(t, 'lc-proc-')
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/server.ts')], {
+  // PORT defaults to 0 (any free port); pass `PORT: undefined` to leave it unset.
+  const childEnv = Object.fromEntries(Object.entries({ HOST: '127.0.0.1', PORT: '0', ...env, PATH: process.env.PATH })
+    .filter((entry): entry is [string, string] => entry[1] !== undefined))
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), ...nodeArgs, join(ROOT, 'src/server.ts')], {
     cwd: workDir,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
+    env: childEnv
   })
   let out = ''
   let err = ''

@@ -13,8 +13,6 @@ interface ErrorBody {
 const FRAMEWORK_CODES: Record<string, { code: string, message?: string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE' },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: new Errors.UNSUPPORTED_MEDIA_TYPE().message },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'INVALID_JSON', message: 'Request body is empty but Content-Type is application/json' },
-  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'INVALID_JSON', message: 'Request body is not valid JSON' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'BAD_REQUEST', message: 'Content-Length does not match the body' },
   FST_ERR_VALIDATION: { code: 'VALIDATION_ERROR' }
 }
@@ -44,15 +42,6 @@ export function toErrorBody (error: FastifyError): ErrorBody {
   if (known !== undefined) {
     return { error: known.message ?? error.message, code: known.code, statusCode }
   }
-  if (error instanceof SyntaxError && statusCode === 400) {
-    // secure-json-parse: __proto__ / constructor.prototype keys in the body
-    const poisoned = /prototype/i.test(error.message)
-    return {
-      error: poisoned ? 'Request body contains a forbidden __proto__ or constructor key' : 'Request body is not valid JSON',
-      code: 'INVALID_JSON',
-      statusCode
-    }
-  }
   if (statusCode < 500) return { error: error.message, code: 'BAD_REQUEST', statusCode }
   // Never reveal an upstream or internal message (SPEC §2, §6).
   return { error: new Errors.INTERNAL_ERROR().message, code: 'INTERNAL_ERROR', statusCode }
@@ -76,7 +65,7 @@ export default fp(async (app) => {
         ip: request.ip,
         statusCode: body.statusCode,
         code: body.code,
-        err: { type: error.name, code: error.code, message: error.message, stack: error.stack }
+        err: error // pino's serializer: type, message, stack, code
       }, 'request failed')
       request.log.error({ reqId: request.id, code: body.code, errType: error.name }, 'request failed')
     } else {

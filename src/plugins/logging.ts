@@ -23,6 +23,11 @@ export default fp(async (app) => {
   prune()
   const pruneTimer = setInterval(prune, DAY_MS).unref()
 
+  // The id in every log line about the request, given to the client for support.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     const responseTimeMs = Math.round(reply.elapsedTime * 100) / 100
     const queryStart = request.url.indexOf('?')

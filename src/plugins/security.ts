@@ -1,6 +1,8 @@
 import cors from '@fastify/cors'
 import helmet from '@fastify/helmet'
 import fp from 'fastify-plugin'
+import sjson from 'secure-json-parse'
+import { Errors } from '../errors.js'
 import { createOriginPolicy } from '../services/origins.js'
 
 /**
@@ -33,5 +35,18 @@ export default fp(async (app) => {
 
   // Only JSON bodies are accepted: without this, text/plain would be parsed
   // as a string and fail validation with 400 instead of 415.
-  app.removeContentTypeParser(['text/plain'])
+  app.removeContentTypeParser(['text/plain', 'application/json'])
+  // Fastify's own JSON parser reports a prototype-pollution attempt as plain
+  // "invalid JSON"; this one (same secure-json-parse underneath) says which.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if (body === '') return done(new Errors.INVALID_JSON('Request body is empty but Content-Type is application/json'))
+    try {
+      done(null, sjson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' }))
+    } catch (error) {
+      const poisoned = error instanceof SyntaxError && /prototype/.test(error.message)
+      done(new Errors.INVALID_JSON(poisoned
+        ? 'Request body contains a forbidden __proto__ or constructor key'
+        : 'Request body is not valid JSON'))
+    }
+  })
 }, { name: 'security', dependencies: ['config'] })

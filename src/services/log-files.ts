@@ -82,14 +82,15 @@ export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.
 
 async function openRolling (root: string, name: LogName, maxSize: string) {
   const folder = join(root, name)
+  // pino-roll links current.log synchronously, before SonicBoom's own mkdir.
+  await mkdir(folder, { recursive: true })
   const stream = await roll({
     file: join(folder, name),
     extension: '.log',
     frequency: 'daily',
     dateFormat: 'yyyy-MM-dd',
     size: maxSize,
-    symlink: true,
-    mkdir: true
+    symlink: true
   })
   await linkStable(join(root, `${name}.log`), join(name, 'current.log'))
   return stream

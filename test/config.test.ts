@@ -1,0 +1,119 @@
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseEnv } from 'node:util'
+import t from 'tap'
+import { EnvSchema, loadConfig } from '../src/config.js'
+import { ROOT, spawnServer, tempDir } from './helper.js'
+
+t.test('defaults are the documented ones (SPEC §1)', async (t) => {
+  const config = loadConfig({})
+  t.match(config, {
+    PORT: 4000,
+    HOST: '0.0.0.0',
+    NODE_ENV: 'development',
+    CORS_ORIGIN: 'http://localhost:5173',
+    TRUST_PROXY: 'false',
+    GEMINI_MODEL: 'gemini-2.5-flash',
+    AI_TIMEOUT_MS: 20000,
+    AI_MAX_ATTEMPTS: 3,
+    AI_RETRY_BASE_MS: 1000,
+    AI_HISTORY_MESSAGES: 20,
+    AI_MAX_CONCURRENCY: 64,
+    SESSION_TTL_MS: 1800000,
+    SESSION_MAX_PARTICIPANTS: 10,
+    RATE_LIMIT_MAX: 100,
+    RATE_LIMIT_WINDOW_MS: 900000,
+    AI_RATE_LIMIT_MAX: 10,
+    AI_RATE_LIMIT_WINDOW_MS: 60000,
+    SLOW_DOWN_AFTER: 50,
+    SLOW_DOWN_DELAY_MS: 500,
+    SLOW_DOWN_MAX_DELAY_MS: 10000,
+    BODY_LIMIT: 65536,
+    REQUEST_TIMEOUT_MS: 30000,
+    KEEP_ALIVE_TIMEOUT_MS: 72000,
+    WS_MAX_PAYLOAD: 16384,
+    WS_PING_INTERVAL_MS: 30000,
+    WS_MESSAGE_RATE: 30,
+    WS_MESSAGE_WINDOW_MS: 10000,
+    WS_MAX_CONNECTIONS: 10000,
+    WS_MAX_CONNECTIONS_PER_IP: 50,
+    WS_MAX_BUFFERED_BYTES: 1048576,
+    LOG_DIR: './logs',
+    LOG_LEVEL: 'info',
+    LOG_RETENTION_DAYS: 7,
+    LOG_MAX_SIZE: '10m',
+    STATS_INTERVAL_MS: 300000,
+    SHUTDOWN_TIMEOUT_MS: 10000,
+    MEMORY_WARN_MB: 800,
+    MEMORY_LIMIT_MB: 1024,
+    ERROR_RATE_ALERT_PCT: 20,
+    AI_FAILURE_ALERT_PCT: 50,
+    SLOW_RESPONSE_MS: 5000,
+    HIGH_CONNECTIONS: 100
+  })
+  t.equal(config.GEMINI_API_KEY, undefined)
+  t.equal(config.REDIS_URL, undefined)
+  t.equal(config.STATS_TOKEN, undefined)
+})
+
+t.test('.env.example lists every variable with its default', async (t) => {
+  const example = parseEnv(await readFile(join(ROOT, '.env.example'), 'utf8'))
+  t.same(Object.keys(example).sort(), Object.keys(EnvSchema.properties).sort())
+  t.same(loadConfig(example), loadConfig({}), 'the example values are the defaults')
+})
+
+t.test('numbers are numbers and empty values count as unset', async (t) => {
+  const config = loadConfig({ PORT: '8080', GEMINI_API_KEY: '', TRUST_PROXY: ' 10.0.0.0/8, 192.168.1.7 ' })
+  t.equal(config.PORT, 8080)
+  t.equal(config.GEMINI_API_KEY, undefined)
+})
+
+const invalid: Array<[Record<string, string>, string]> = [
+  [{ PORT: 'abc' }, 'Invalid configuration: PORT must be an integer from 0 to 65535'],
+  [{ PORT: '70000' }, 'Invalid configuration: PORT must be an integer from 0 to 65535'],
+  [{ RATE_LIMIT_MAX: '-1' }, 'Invalid configuration: RATE_LIMIT_MAX must be an integer ≥ 1'],
+  [{ REDIS_URL: 'localhost:6379' }, 'Invalid configuration: REDIS_URL must be a redis:// or rediss:// URL'],
+  [{ NODE_ENV: 'prod' }, 'Invalid configuration: NODE_ENV must be one of development, production, test'],
+  [{ LOG_MAX_SIZE: 'ten' }, 'Invalid configuration: LOG_MAX_SIZE must be a size like 500k, 10m or 1g'],
+  [{ CORS_ORIGIN: 'https://app.example.com/path' }, 'Invalid configuration: CORS_ORIGIN must be a comma-separated list of origins like https://app.example.com (got an entry that is not a bare http(s) origin)'],
+  [{ MEMORY_WARN_MB: '2000' }, 'Invalid configuration: MEMORY_WARN_MB must be at most MEMORY_LIMIT_MB (1024)']
+]
+
+t.test('invalid values are refused with one line naming the variable', async (t) => {
+  for (const [env, message] of invalid) {
+    t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
+  }
+})
+
+t.test('a numeric TRUST_PROXY hop count is refused with an explanation', async (t) => {
+  for (const value of ['1', '2', 'yes', '10.0.0.0/33']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: value }), { message: /^Invalid configuration: TRUST_PROXY must be .*hop count.*load balancer's addresses/ }, value)
+  }
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).TRUST_PROXY, 'true')
+})
+
+t.test('the process refuses to start on invalid configuration: exit 1, one line', async (t) => {
+  for (const env of [{ PORT: 'abc' }, { RATE_LIMIT_MAX: '-1' }, { REDIS_URL: 'not a url' }, { TRUST_PROXY: '1' }]) {
+    const server = await spawnServer(t, env)
+    t.equal(await server.exited, 1, `${JSON.stringify(env)} exits 1`)
+    const lines = server.stderr().trim().split('\n')
+    t.equal(lines.length, 1, 'exactly one line')
+    t.match(lines[0], new RegExp(`^Invalid configuration: ${Object.keys(env)[0]} must be `))
+    t.equal(server.stdout(), '', 'nothing started')
+  }
+})
+
+t.test('.env in the working folder is read; the environment wins over it', async (t) => {
+  const cwd = await tempDir(t, 'lc-dotenv-')
+  await writeFile(join(cwd, '.env'), 'PORT=abc\nLOG_LEVEL=warn\n')
+  const refused = await spawnServer(t, { PORT: undefined }, cwd)
+  t.equal(await refused.exited, 1, '.env PORT=abc is read and refused')
+  t.match(refused.stderr(), /PORT must be/)
+
+  const server = await spawnServer(t, { PORT: '0', LOG_LEVEL: 'info' }, cwd)
+  const url = await server.url
+  const response = await fetch(`${url}/health/live`)
+  t.equal(response.status, 200, 'environment PORT=0 won over .env')
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})

@@ -1,0 +1,89 @@
+import { Type } from '@sinclair/typebox'
+import t from 'tap'
+import type { App } from '../src/app.js'
+import { buildTestApp, waitForLogLine } from './helper.js'
+
+// Test-only routes: one that validates a JSON body, one that fails.
+function echoAndBoom (app: App) {
+  app.post('/test/echo', {
+    schema: { body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 5 }), nested: Type.Optional(Type.Object({ count: Type.Integer() })) }) }
+  }, async (request) => request.body)
+  app.get('/test/boom', async () => {
+    throw new Error('secret internal detail at /srv/app/db.js')
+  })
+}
+
+t.test('unknown route and wrong method → 404 NOT_FOUND JSON', async (t) => {
+  const app = await buildTestApp(t)
+  const unknown = await app.inject({ url: '/nope?x=1' })
+  t.equal(unknown.statusCode, 404)
+  t.match(unknown.headers['content-type'], /application\/json/)
+  t.same(unknown.json(), { error: 'Route GET /nope not found', code: 'NOT_FOUND', statusCode: 404 })
+  const wrongMethod = await app.inject({ method: 'DELETE', url: '/health' })
+  t.equal(wrongMethod.statusCode, 404)
+  t.same(wrongMethod.json(), { error: 'Route DELETE /health not found', code: 'NOT_FOUND', statusCode: 404 })
+})
+
+t.test('bodies: 413, 415, malformed JSON, prototype pollution, validation', async (t) => {
+  const app = await buildTestApp(t, { BODY_LIMIT: 1024 }, echoAndBoom)
+  const post = (payload: string, contentType = 'application/json') =>
+    app.inject({ method: 'POST', url: '/test/echo', payload, headers: { 'content-type': contentType } })
+
+  const ok = await post('{"name":"Ava","extra":"ignored"}')
+  t.equal(ok.statusCode, 200)
+  t.same(ok.json(), { name: 'Ava' }, 'unknown fields are dropped')
+
+  const tooLarge = await post(JSON.stringify({ name: 'x'.repeat(2000) }))
+  t.equal(tooLarge.statusCode, 413)
+  t.same(tooLarge.json(), { error: 'Request body is too large', code: 'PAYLOAD_TOO_LARGE', statusCode: 413 })
+
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+    const unsupported = await post('name=Ava', type)
+    t.equal(unsupported.statusCode, 415, type)
+    t.same(unsupported.json(), { error: 'Request body must be application/json', code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
+  }
+
+  const malformed = await post('{"name": "Ava"')
+  t.equal(malformed.statusCode, 400)
+  t.same(malformed.json(), { error: 'Request body is not valid JSON', code: 'INVALID_JSON', statusCode: 400 })
+
+  const empty = await post('')
+  t.equal(empty.statusCode, 400)
+  t.equal(empty.json().code, 'INVALID_JSON')
+
+  for (const payload of ['{"name":"Ava","__proto__":{"admin":true}}', '{"name":"Ava","constructor":{"prototype":{"admin":true}}}']) {
+    const poisoned = await post(payload)
+    t.equal(poisoned.statusCode, 400, payload)
+    t.same(poisoned.json(), { error: 'Request body contains a forbidden __proto__ or constructor key', code: 'INVALID_JSON', statusCode: 400 })
+  }
+
+  const tooLong = await post('{"name":"Avalanche"}')
+  t.equal(tooLong.statusCode, 400)
+  t.same(tooLong.json(), { error: 'name must NOT have more than 5 characters', code: 'VALIDATION_ERROR', statusCode: 400 })
+  const missing = await post('{}')
+  t.same(missing.json(), { error: 'name is required', code: 'VALIDATION_ERROR', statusCode: 400 })
+  const wrongType = await post('{"name":"Ava","nested":{"count":"3"}}')
+  t.same(wrongType.json(), { error: 'nested.count must be integer', code: 'VALIDATION_ERROR', statusCode: 400 })
+})
+
+t.test('a 5xx shows nothing internal to the client and is logged to errors.log with context', async (t) => {
+  const app = await buildTestApp(t, {}, echoAndBoom)
+  const response = await app.inject({ url: '/test/boom?token=abc', headers: { 'user-agent': 'tap', authorization: 'Bearer sekrit' } })
+  t.equal(response.statusCode, 500)
+  t.same(response.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  t.notMatch(response.body, /secret|srv|stack/)
+
+  const line = await waitForLogLine(app.config.LOG_DIR, 'errors', (l) => l.msg === 'request failed')
+  t.match(line, {
+    level: 'error',
+    reqId: response.headers['x-request-id'] ?? String,
+    route: '/test/boom',
+    method: 'GET',
+    ip: '127.0.0.1',
+    statusCode: 500,
+    code: 'INTERNAL_ERROR',
+    err: { type: 'Error', message: 'secret internal detail at /srv/app/db.js', stack: /at / }
+  })
+  t.match(line.time, /^\d{4}-\d\d-\d\dT/)
+  t.notMatch(JSON.stringify(line), /sekrit/)
+})

@@ -1,0 +1,114 @@
+import { mkdir, readdir, readFile, readlink, realpath, utimes, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { createLogFiles } from '../src/services/log-files.js'
+import { buildTestApp, readLog, tempDir, waitForLogLine } from './helper.js'
+
+const DAY_MS = 24 * 60 * 60 * 1000
+
+t.test('one requests.log line per request with the SPEC §7 fields, no query string, no secrets', async (t) => {
+  const app = await buildTestApp(t)
+  const response = await app.inject({
+    url: '/health/live?email=someone@example.com',
+    headers: { 'user-agent': 'probe/1.0', authorization: 'Bearer top-secret', cookie: 'sid=cookie-secret' }
+  })
+  const line = await waitForLogLine(app.config.LOG_DIR, 'requests', (l) => l.reqId === response.headers['x-request-id'])
+  t.match(line, {
+    level: 'info',
+    msg: 'request completed',
+    method: 'GET',
+    route: '/health/live',
+    path: '/health/live',
+    status: 200,
+    ip: '127.0.0.1',
+    userAgent: 'probe/1.0'
+  })
+  t.type(line.responseTimeMs, 'number')
+  t.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/)
+
+  const unknown = await app.inject({ url: '/missing/page' })
+  const missing = await waitForLogLine(app.config.LOG_DIR, 'requests', (l) => l.reqId === unknown.headers['x-request-id'])
+  t.match(missing, { status: 404, route: null, path: '/missing/page' })
+
+  await app.close()
+  for (const name of ['requests', 'errors', 'ai-requests', 'server-stats']) {
+    const text = await readFile(join(app.config.LOG_DIR, `${name}.log`), 'utf8')
+    t.notMatch(text, /top-secret|cookie-secret|someone@example/, `${name}.log has no secret or query string`)
+  }
+})
+
+t.test('a response slower than SLOW_RESPONSE_MS is logged as a warning', async (t) => {
+  const app = await buildTestApp(t, { SLOW_RESPONSE_MS: 20 }, (app) => {
+    app.get('/test/slow', async () => { await sleep(40); return { ok: true } })
+  })
+  const response = await app.inject({ url: '/test/slow' })
+  const line = await waitForLogLine(app.config.LOG_DIR, 'requests', (l) => l.reqId === response.headers['x-request-id'])
+  t.match(line, { level: 'warn', msg: 'slow response', route: '/test/slow', status: 200 })
+  t.ok(line.responseTimeMs >= 40)
+})
+
+t.test('each log is reachable as LOG_DIR/<name>.log and rotates at LOG_MAX_SIZE', async (t) => {
+  const app = await buildTestApp(t, { LOG_MAX_SIZE: '1k' })
+  const dir = app.config.LOG_DIR
+  for (const name of ['requests', 'ai-requests', 'errors', 'server-stats']) {
+    t.equal(await readlink(join(dir, `${name}.log`)), join(name, 'current.log'), `${name}.log is a stable link`)
+  }
+  for (let i = 0; i < 40; i++) await app.inject({ url: '/health/live', headers: { 'user-agent': `rotation-test-${i}` } })
+  await sleep(200) // rotation waits for the stream to drain
+  await app.inject({ url: '/health/live', headers: { 'user-agent': 'after-rotation' } })
+  await waitForLogLine(dir, 'requests', (l) => l.userAgent === 'after-rotation')
+
+  const files = (await readdir(join(dir, 'requests'))).filter((f) => f !== 'current.log').sort()
+  t.ok(files.length >= 2, `rotated into ${files.length} files`)
+  for (const file of files) t.match(file, /^requests\.\d{4}-\d\d-\d\d\.\d+\.log$/)
+  const current = await realpath(join(dir, 'requests.log'))
+  const newest = files.sort((a, b) => Number(a.split('.').at(-2)) - Number(b.split('.').at(-2))).at(-1)!
+  t.equal(current, await realpath(join(dir, 'requests', newest)), 'requests.log follows the newest file')
+  const lines = await readLog(dir, 'requests')
+  t.ok(lines.length > 0 && lines.length < 40, 'the current file holds only the latest lines')
+})
+
+t.test('files older than LOG_RETENTION_DAYS are deleted at startup, including older processes\' files', async (t) => {
+  const dir = await tempDir(t)
+  await mkdir(join(dir, 'errors'), { recursive: true })
+  const old = join(dir, 'errors', 'errors.2020-01-01.1.log')
+  const recent = join(dir, 'errors', 'errors.2026-01-01.1.log')
+  await writeFile(old, '{"old":true}\n')
+  await writeFile(recent, '{"recent":true}\n')
+  const now = Date.now()
+  await utimes(old, new Date(now - 10 * DAY_MS), new Date(now - 10 * DAY_MS))
+  await utimes(recent, new Date(now - 2 * DAY_MS), new Date(now - 2 * DAY_MS))
+
+  await buildTestApp(t, { LOG_DIR: dir, LOG_RETENTION_DAYS: 7 })
+  const deadline = Date.now() + 5000
+  while ((await readdir(join(dir, 'errors'))).includes('errors.2020-01-01.1.log') && Date.now() < deadline) await sleep(20)
+  const files = await readdir(join(dir, 'errors'))
+  t.notOk(files.includes('errors.2020-01-01.1.log'), 'the 10-day-old file is gone')
+  t.ok(files.includes('errors.2026-01-01.1.log'), 'the 2-day-old file is kept')
+})
+
+t.test('prune() never deletes the active file, and counts what it removed', async (t) => {
+  const dir = await tempDir(t)
+  let now = Date.now()
+  const files = await createLogFiles({ dir, maxSize: '10m', retentionDays: 1, now: () => now })
+  t.teardown(() => files.close())
+  files.errors.info('hello')
+  await sleep(50)
+  now += 30 * DAY_MS
+  t.equal(await files.prune(), 0, 'the active files are never pruned')
+  await writeFile(join(dir, 'errors', 'errors.2000-01-01.1.log'), 'x\n')
+  await utimes(join(dir, 'errors', 'errors.2000-01-01.1.log'), new Date(0), new Date(0))
+  t.equal(await files.prune(), 1)
+})
+
+t.test('secrets are redacted wherever they appear in a logged object', async (t) => {
+  const dir = await tempDir(t)
+  const files = await createLogFiles({ dir, maxSize: '10m', retentionDays: 7 })
+  files.errors.error({ req: { headers: { authorization: 'Bearer a', cookie: 'b' } }, headers: { authorization: 'Bearer c' }, config: { GEMINI_API_KEY: 'd' } }, 'x')
+  await files.close()
+  const [line] = await readLog(dir, 'errors')
+  t.same(line.req.headers, { authorization: '[redacted]', cookie: '[redacted]' })
+  t.same(line.headers, { authorization: '[redacted]' })
+  t.same(line.config, { GEMINI_API_KEY: '[redacted]' })
+})
