@@ -175,7 +175,7 @@ export function parseOrigins (value: string): string[] {
     let url: URL | undefined
     try { url = new URL(origin) } catch { url = undefined }
     if (url === undefined || url.origin !== origin || !/^https?:$/.test(url.protocol)) {
-      throw new ConfigError('CORS_ORIGIN', `a comma-separated list of origins like https://app.example.com (got an entry that is not a bare http(s) origin)`)
+      throw new ConfigError('CORS_ORIGIN', 'a comma-separated list of origins like https://app.example.com (got an entry that is not a bare http(s) origin)')
     }
   }
   return origins

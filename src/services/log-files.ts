@@ -71,8 +71,8 @@ export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.
   }
 
   async function close (): Promise<void> {
-    await Promise.all(streams.map((stream) => new Promise<void>((done) => {
-      stream.once('close', () => done())
+    await Promise.all(streams.map((stream) => new Promise<void>((resolve) => {
+      stream.once('close', () => resolve())
       stream.end()
     })))
   }
