@@ -7,6 +7,10 @@ declare module 'fastify' {
 
 /** The session store shared by the companion routes and the WebSocket chat. */
 export default fp(async (app) => {
+  if (app.config.REDIS_URL !== undefined) {
+    // Honest about the gap rather than silently pretending to share state.
+    app.log.warn('REDIS_URL is set but the Redis store is not implemented yet: sessions stay in this instance\'s memory')
+  }
   const sessions = createMemorySessionStore({ ttlMs: app.config.SESSION_TTL_MS })
   app.decorate('sessions', sessions)
   app.addHook('onClose', async () => sessions.close())
