@@ -1,0 +1,219 @@
+import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
+import t from 'tap'
+import type { App } from '../src/app.js'
+import { SERVICE_NAME, VERSION } from '../src/version.js'
+import { buildTestApp, spawnServer, startServer } from './helper.js'
+
+/*
+ * SPEC §5 rate limits through the whole app. The slow-down is switched off
+ * here (SLOW_DOWN_DELAY_MS=0) so counting is fast; test/slow-down.test.ts
+ * covers the delays.
+ */
+
+const NO_DELAY = { SLOW_DOWN_DELAY_MS: 0 }
+const AI_ROUTE = '/api/ai-companion/limit-probe'
+
+/** A test-only route that opts into the AI limit the way the companion routes do. */
+const withAiRoute = (app: App) => {
+  app.get(AI_ROUTE, { config: { aiRateLimit: true } }, async () => ({ ok: true }))
+}
+
+const get = (app: App, url: string, remoteAddress = '203.0.113.1', headers: Record<string, string> = {}) =>
+  app.inject({ method: 'GET', url, remoteAddress, headers })
+
+const limitHeaders = (headers: OutgoingHttpHeaders) => ({
+  limit: headers['ratelimit-limit'],
+  remaining: headers['ratelimit-remaining'],
+  reset: headers['ratelimit-reset'],
+  retryAfter: headers['retry-after']
+})
+
+const refusal = (seconds: number) => ({
+  error: `Too many requests, retry in ${seconds} seconds`,
+  code: 'RATE_LIMITED',
+  statusCode: 429,
+  retryAfter: seconds
+})
+
+t.test('defaults: the 101st request in 15 minutes is refused, across /api routes and unknown URLs', async (t) => {
+  const app = await buildTestApp(t, NO_DELAY)
+
+  const first = await get(app, '/api/no-such-route')
+  t.equal(first.statusCode, 404)
+  t.same(limitHeaders(first.headers), { limit: '100', remaining: '99', reset: '900', retryAfter: undefined })
+
+  for (let n = 2; n <= 99; n++) {
+    const response = await get(app, n % 2 === 0 ? '/api/other' : '/wp-login.php')
+    t.equal(response.headers['ratelimit-remaining'], String(100 - n), `request ${n} counted`)
+  }
+  const hundredth = await get(app, '/')
+  t.equal(hundredth.statusCode, 200, 'a known route shares the same budget')
+  t.same(limitHeaders(hundredth.headers), { limit: '100', remaining: '0', reset: '900', retryAfter: undefined })
+
+  for (const url of ['/', '/api/no-such-route']) {
+    const refused = await get(app, url)
+    t.equal(refused.statusCode, 429, `${url} refused`)
+    t.equal(refused.headers['content-type'], 'application/json; charset=utf-8')
+    t.same(refused.json(), refusal(900))
+    t.same(limitHeaders(refused.headers), { limit: '100', remaining: '0', reset: '900', retryAfter: '900' })
+  }
+
+  const other = await get(app, '/api/no-such-route', '203.0.113.2')
+  t.equal(other.statusCode, 404, 'another client has its own budget')
+  t.equal(other.headers['ratelimit-remaining'], '99')
+})
+
+t.test('defaults: the 11th AI request in a minute is refused; AI requests also count against the general limit', async (t) => {
+  const app = await buildTestApp(t, NO_DELAY, withAiRoute)
+
+  for (let n = 1; n <= 10; n++) {
+    const response = await get(app, AI_ROUTE)
+    t.equal(response.statusCode, 200)
+    // Both limits apply; the headers describe the AI one, which is closer to refusing.
+    t.same(limitHeaders(response.headers), { limit: '10', remaining: String(10 - n), reset: '60', retryAfter: undefined })
+  }
+  const refused = await get(app, AI_ROUTE)
+  t.equal(refused.statusCode, 429)
+  t.same(refused.json(), refusal(60))
+  t.same(limitHeaders(refused.headers), { limit: '10', remaining: '0', reset: '60', retryAfter: '60' })
+
+  const general = await get(app, '/')
+  t.equal(general.statusCode, 200, 'the general limit is not exhausted')
+  t.same(limitHeaders(general.headers), { limit: '100', remaining: '88', reset: '900', retryAfter: undefined }, '11 AI requests + this one')
+
+  const other = await get(app, AI_ROUTE, '203.0.113.2')
+  t.equal(other.statusCode, 200, 'another client has its own AI budget')
+  t.equal(other.headers['ratelimit-remaining'], '9')
+})
+
+t.test('the companion routes opt into the AI limit and share one AI budget', async (t) => {
+  const app = await buildTestApp(t, { ...NO_DELAY, AI_RATE_LIMIT_MAX: 3 }) // no GEMINI_API_KEY: offline replies
+  const companionConfig = { name: 'Ava', personality: 'warm', identity: 'a partner far away', role: 'girlfriend' }
+  const post = (url: string, payload: object) =>
+    app.inject({ method: 'POST', url, payload, remoteAddress: '203.0.113.1' })
+
+  const initialized = await post('/api/ai-companion/initialize', { companionConfig })
+  t.equal(initialized.statusCode, 200)
+  t.same(limitHeaders(initialized.headers), { limit: '3', remaining: '2', reset: '60', retryAfter: undefined })
+  const chat = await post('/api/ai-companion/chat', { message: 'hello', sessionId: initialized.json().sessionId })
+  t.equal(chat.statusCode, 200)
+  t.equal(chat.headers['ratelimit-remaining'], '1', 'chat and initialize count against the same AI budget')
+  t.equal((await post('/api/ai-companion/chat', { message: 'hello', companionConfig })).statusCode, 200)
+
+  const refused = await post('/api/ai-companion/initialize', { companionConfig })
+  t.equal(refused.statusCode, 429)
+  t.same(refused.json(), refusal(60))
+  t.equal(refused.headers['retry-after'], '60')
+
+  const session = await get(app, `/api/sessions/${initialized.json().sessionId as string}`)
+  t.equal(session.statusCode, 200, 'other /api routes are under the general limit only')
+  t.same(limitHeaders(session.headers), { limit: '100', remaining: '95', reset: '900', retryAfter: undefined })
+})
+
+t.test('configured values: limits refuse at their max and allow again after the window', async (t) => {
+  const app = await buildTestApp(t, {
+    ...NO_DELAY, RATE_LIMIT_MAX: 3, RATE_LIMIT_WINDOW_MS: 1000, AI_RATE_LIMIT_MAX: 5, AI_RATE_LIMIT_WINDOW_MS: 60000
+  }, withAiRoute)
+
+  // The general limit (3) is tighter than the AI one (5) here, so its headers are shown.
+  for (let n = 1; n <= 3; n++) {
+    const response = await get(app, AI_ROUTE)
+    t.equal(response.statusCode, 200)
+    t.same(limitHeaders(response.headers), { limit: '3', remaining: String(3 - n), reset: '1', retryAfter: undefined })
+  }
+  const refused = await get(app, AI_ROUTE)
+  t.equal(refused.statusCode, 429, 'refused by the general limit')
+  t.same(refused.json(), refusal(1))
+  t.same(limitHeaders(refused.headers), { limit: '3', remaining: '0', reset: '1', retryAfter: '1' })
+
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const again = await get(app, AI_ROUTE)
+  t.equal(again.statusCode, 200, 'a new general window')
+  // General: 1 of 3 used; AI: 4 of 5 used (the general refusal did not reach it).
+  t.same(limitHeaders(again.headers), { limit: '5', remaining: '1', reset: '59', retryAfter: undefined }, 'AI window about 1.1 s old')
+})
+
+t.test('health probes are never limited, slowed or counted', async (t) => {
+  const app = await buildTestApp(t, {
+    RATE_LIMIT_MAX: 2, SLOW_DOWN_AFTER: 1, SLOW_DOWN_DELAY_MS: 5000, SLOW_DOWN_MAX_DELAY_MS: 5000
+  })
+  const started = performance.now()
+  const probes = await Promise.all(Array.from({ length: 300 }, (_, i) =>
+    get(app, ['/health', '/health/live', '/health/ready'][i % 3] as string)))
+  const elapsed = performance.now() - started
+  t.same(probes.map((probe) => probe.statusCode), Array(300).fill(200), '300 probes answered 200')
+  t.same(probes.filter((probe) => probe.headers['ratelimit-limit'] !== undefined), [], 'no limit headers on probes')
+  t.ok(elapsed < 5000, `no probe waited for the slow-down (${Math.round(elapsed)} ms for all)`)
+
+  const api = await get(app, '/api/no-such-route')
+  t.equal(api.statusCode, 404)
+  t.equal(api.headers['ratelimit-remaining'], '1', 'the probes used none of the budget')
+})
+
+t.test('the docs are registered before the limiter and are not limited', async (t) => {
+  const app = await buildTestApp(t, { ...NO_DELAY, RATE_LIMIT_MAX: 1 })
+  await get(app, '/')
+  const docs = await get(app, '/docs/json')
+  t.equal(docs.statusCode, 200)
+  t.equal(docs.headers['ratelimit-limit'], undefined)
+})
+
+t.test('without TRUST_PROXY a forged X-Forwarded-For changes nothing', async (t) => {
+  const app = await buildTestApp(t, { ...NO_DELAY, RATE_LIMIT_MAX: 2 })
+  const statuses = []
+  for (const forged of ['198.51.100.1', '198.51.100.2', '198.51.100.3']) {
+    statuses.push((await get(app, '/', '10.0.0.1', { 'x-forwarded-for': forged })).statusCode)
+  }
+  t.same(statuses, [200, 200, 429], 'counted by the socket address')
+})
+
+t.test('TRUST_PROXY as a list: each user behind the load balancer has their own counter', async (t) => {
+  const app = await buildTestApp(t, { ...NO_DELAY, RATE_LIMIT_MAX: 2, TRUST_PROXY: '10.0.0.1' })
+  const lb = '10.0.0.1'
+  const statuses = async (remote: string, forwarded: string[]) => {
+    const result = []
+    for (const header of forwarded) result.push((await get(app, '/', remote, { 'x-forwarded-for': header })).statusCode)
+    return result
+  }
+  t.same(await statuses(lb, ['203.0.113.7', '203.0.113.7', '203.0.113.7']), [200, 200, 429], 'one user')
+  t.same(await statuses(lb, ['203.0.113.8', '203.0.113.8']), [200, 200], 'another user, own counter')
+  // The proxy appends the address it saw; what the client put in front is not believed.
+  t.same(await statuses(lb, ['1.1.1.1, 203.0.113.9', '2.2.2.2, 203.0.113.9', '3.3.3.3, 203.0.113.9']), [200, 200, 429],
+    'forged left-most entries do not make new clients')
+  t.same(await statuses('10.0.0.9', ['203.0.113.10', '203.0.113.11', '203.0.113.12']), [200, 200, 429],
+    'a header from an address that is not the load balancer is ignored')
+})
+
+t.test('TRUST_PROXY=true: the left-most X-Forwarded-For is the client', async (t) => {
+  const app = await buildTestApp(t, { ...NO_DELAY, RATE_LIMIT_MAX: 1, TRUST_PROXY: 'true' })
+  t.equal((await get(app, '/', '10.0.0.1', { 'x-forwarded-for': '203.0.113.7' })).statusCode, 200)
+  t.equal((await get(app, '/', '10.0.0.1', { 'x-forwarded-for': '203.0.113.8' })).statusCode, 200)
+  t.equal((await get(app, '/', '10.0.0.1', { 'x-forwarded-for': '203.0.113.7' })).statusCode, 429)
+})
+
+t.test('two clients with different source addresses are counted separately', async (t) => {
+  const { port } = await startServer(t, { ...NO_DELAY, RATE_LIMIT_MAX: 2 })
+  // Linux loopback accepts any 127/8 source address: two real clients on one machine.
+  const from = (localAddress: string) => new Promise<{ status: number, remaining: unknown, body: unknown }>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/', localAddress, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => { body += chunk })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, remaining: res.headers['ratelimit-remaining'], body: JSON.parse(body) }))
+    })
+    req.on('error', reject).end()
+  })
+  const served = (remaining: string) => ({ status: 200, remaining, body: { name: SERVICE_NAME, version: VERSION, docs: '/docs', health: '/health' } })
+
+  t.same(await from('127.0.0.2'), served('1'))
+  t.same(await from('127.0.0.2'), served('0'))
+  t.same(await from('127.0.0.2'), { status: 429, remaining: '0', body: refusal(900) }, 'first client refused')
+  t.same(await from('127.0.0.3'), served('1'), 'second client has its own budget')
+})
+
+t.test('a numeric TRUST_PROXY hop count stops startup with one clear line', async (t) => {
+  const server = await spawnServer(t, { TRUST_PROXY: '1' })
+  t.equal(await server.exited, 1)
+  t.equal(server.stderr(), 'Invalid configuration: TRUST_PROXY must be false, true, or a comma-separated list of proxy IPs/CIDRs; ' +
+    'a hop count like "1" is ignored by Fastify ≥ 5.12.1 and would put every user in the proxy\'s rate-limit bucket, ' +
+    'so list the load balancer\'s addresses instead\n')
+})

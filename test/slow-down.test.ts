@@ -1,0 +1,199 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import Fastify from 'fastify'
+import { pino } from 'pino'
+import t from 'tap'
+import type { App } from '../src/app.js'
+import configPlugin from '../src/plugins/config.js'
+import errorsPlugin from '../src/plugins/errors.js'
+import loggingPlugin from '../src/plugins/logging.js'
+import rateLimitPlugin from '../src/plugins/rate-limit.js'
+import { serverOptions } from '../src/server-options.js'
+import { createMemorySlowDownStore, createSlowDown, delayFor, type SlowDownStore } from '../src/services/slow-down.js'
+import { buildTestApp, testConfig } from './helper.js'
+
+/*
+ * SPEC §5 progressive speed limiting: the store and the delay on their own,
+ * then through the whole app with delays measured against tolerant lower
+ * bounds (timers may fire a millisecond early, never much later on an idle loop).
+ */
+
+const EARLY_MS = 5
+
+const get = (app: { inject: App['inject'] }, url: string, remoteAddress = '203.0.113.1') =>
+  app.inject({ method: 'GET', url, remoteAddress })
+
+async function timed<T> (promise: Promise<T>): Promise<{ result: T, ms: number }> {
+  const started = performance.now()
+  const result = await promise
+  return { result, ms: performance.now() - started }
+}
+
+t.test('delayFor: (n − after) × delay, capped (SPEC §5 defaults)', async (t) => {
+  const defaults = { after: 50, delayMs: 500, maxDelayMs: 10000 }
+  t.same([1, 50, 51, 52, 60, 70, 1000].map((n) => delayFor(n, defaults)), [0, 0, 500, 1000, 5000, 10000, 10000])
+  t.same([1, 2, 3].map((n) => delayFor(n, { after: 0, delayMs: 100, maxDelayMs: 250 })), [100, 200, 250])
+})
+
+t.test('memory store: counts per client per window', async (t) => {
+  let now = 0
+  const store = createMemorySlowDownStore({ windowMs: 1000, maxKeys: 100, now: () => now })
+  t.teardown(() => store.close())
+  t.same([store.hit('a'), store.hit('a'), store.hit('b'), store.hit('a')], [1, 2, 1, 3])
+  now = 999
+  t.equal(store.hit('a'), 4, 'still the same window')
+  now = 1000
+  t.equal(store.hit('a'), 1, 'a new window starts at the first request after the old one ended')
+  t.equal(store.hit('b'), 1)
+})
+
+t.test('memory store: ended windows are swept and the number of clients is capped', async (t) => {
+  let now = 0
+  const store = createMemorySlowDownStore({ windowMs: 1000, maxKeys: 3, now: () => now })
+  t.teardown(() => store.close())
+  store.hit('a')
+  now = 100
+  store.hit('b')
+  now = 200
+  store.hit('c')
+  t.equal(store.size, 3)
+  now = 300
+  store.hit('d')
+  t.equal(store.size, 3, 'never more than maxKeys')
+  t.equal(store.hit('c'), 2, 'the newer clients were kept')
+  t.equal(store.hit('a'), 1, 'the client whose window ends soonest was forgotten (and now b is)')
+  t.equal(store.size, 3)
+  now = 1250
+  t.equal(store.sweep(), 1, 'only the window that ended (c, since 1200) is swept')
+  t.equal(store.size, 2)
+  now = 5000
+  t.equal(store.sweep(), 2)
+  t.equal(store.size, 0, 'nothing is left once every window ended')
+})
+
+t.test('slow-down: proceeds at once, after the delay, or at once when the store fails', async (t) => {
+  const counts = new Map<string, number>()
+  const counting: SlowDownStore = {
+    hit: (key) => { counts.set(key, (counts.get(key) ?? 0) + 1); return counts.get(key) as number },
+    close: async () => { counts.clear() }
+  }
+  const slowDown = createSlowDown({ store: counting, after: 1, delayMs: 60, maxDelayMs: 1000, onStoreError: () => t.fail('no store error') })
+
+  let proceeded = false
+  slowDown.admit('a', () => { proceeded = true })
+  t.ok(proceeded, 'an undelayed request proceeds synchronously')
+
+  const { ms } = await timed(new Promise<void>((resolve) => {
+    slowDown.admit('a', resolve)
+    t.equal(slowDown.waiting, 1)
+  }))
+  t.ok(ms >= 60 - EARLY_MS, `the second request waited ${Math.round(ms)} ms`)
+  t.equal(slowDown.waiting, 0, 'no timer is left behind')
+
+  const errors: unknown[] = []
+  const failure = new Error('store unreachable')
+  for (const store of [
+    { hit: () => { throw failure }, close: async () => {} },
+    { hit: async () => { throw failure }, close: async () => {} }
+  ] satisfies SlowDownStore[]) {
+    const failing = createSlowDown({ store, after: 0, delayMs: 10000, maxDelayMs: 10000, onStoreError: (error) => errors.push(error) })
+    const { ms } = await timed(new Promise<void>((resolve) => failing.admit('a', resolve)))
+    t.ok(ms < 1000, 'a failing store lets the request through at once')
+  }
+  t.same(errors, [failure, failure], 'each failure is reported')
+})
+
+t.test('slow-down: close releases waiting requests and delays none after', async (t) => {
+  let closed = false
+  let hits = 0
+  const store: SlowDownStore = { hit: () => ++hits, close: async () => { closed = true } }
+  const slowDown = createSlowDown({ store, after: 0, delayMs: 10000, maxDelayMs: 10000, onStoreError: () => {} })
+  const released = timed(new Promise<void>((resolve) => slowDown.admit('a', resolve)))
+  t.equal(slowDown.waiting, 1)
+  await slowDown.close()
+  t.ok((await released).ms < 1000, 'the waiting request proceeded at once')
+  t.equal(slowDown.waiting, 0)
+  t.ok(closed, 'the store is closed')
+  let proceeded = false
+  slowDown.admit('a', () => { proceeded = true })
+  t.ok(proceeded, 'after close, requests proceed at once')
+  t.equal(hits, 1, 'without touching the closed store')
+})
+
+t.test('defaults: the 51st request in the window waits 500 ms, the 52nd 1000 ms', async (t) => {
+  const app = await buildTestApp(t)
+  for (let n = 1; n <= 50; n++) {
+    const { result, ms } = await timed(get(app, '/'))
+    t.equal(result.statusCode, 200)
+    t.ok(ms < 250, `request ${n} not delayed`)
+  }
+  const fiftyFirst = await timed(get(app, '/'))
+  t.equal(fiftyFirst.result.statusCode, 200)
+  t.ok(fiftyFirst.ms >= 500 - EARLY_MS, `51st waited ${Math.round(fiftyFirst.ms)} ms`)
+  const fiftySecond = await timed(get(app, '/api/no-such-route'))
+  t.equal(fiftySecond.result.statusCode, 404, 'unknown routes are slowed too')
+  t.ok(fiftySecond.ms >= 1000 - EARLY_MS, `52nd waited ${Math.round(fiftySecond.ms)} ms`)
+})
+
+t.test('configured values: the delay grows and stops at SLOW_DOWN_MAX_DELAY_MS; other clients are not held up', async (t) => {
+  const app = await buildTestApp(t, { SLOW_DOWN_AFTER: 2, SLOW_DOWN_DELAY_MS: 300, SLOW_DOWN_MAX_DELAY_MS: 400 })
+  await get(app, '/')
+  await get(app, '/')
+
+  const completed: string[] = []
+  const slowed = timed(get(app, '/')).then((outcome) => { completed.push('slowed'); return outcome })
+  const other = await timed(get(app, '/', '203.0.113.2'))
+  completed.push('other client')
+  t.equal(other.result.statusCode, 200)
+  t.ok(other.ms < 300, 'another client is served while the first one waits (a timer, not a blocked loop)')
+
+  const third = await slowed
+  t.same(completed, ['other client', 'slowed'])
+  t.equal(third.result.statusCode, 200)
+  t.ok(third.ms >= 300 - EARLY_MS, `3rd waited ${Math.round(third.ms)} ms`)
+
+  const fourth = await timed(get(app, '/'))
+  t.equal(fourth.result.statusCode, 200)
+  t.ok(fourth.ms >= 400 - EARLY_MS && fourth.ms < 600, `4th waited ${Math.round(fourth.ms)} ms: capped at 400, not 600`)
+})
+
+t.test('shutdown lets delayed requests proceed instead of holding the drain', async (t) => {
+  const app = await buildTestApp(t, { SLOW_DOWN_AFTER: 1, SLOW_DOWN_DELAY_MS: 5000, SLOW_DOWN_MAX_DELAY_MS: 5000 })
+  await get(app, '/')
+  const delayed = timed(get(app, '/'))
+  await sleep(50)
+  await app.close()
+  const { result, ms } = await delayed
+  t.equal(result.statusCode, 200)
+  t.ok(ms < 2500, `answered ${Math.round(ms)} ms after it arrived, not after 5000`)
+})
+
+t.test('a failing counter store lets requests through (fail open), limits and delays alike', async (t) => {
+  const config = await testConfig(t, {
+    RATE_LIMIT_MAX: 1, AI_RATE_LIMIT_MAX: 1, SLOW_DOWN_AFTER: 0, SLOW_DOWN_DELAY_MS: 5000, SLOW_DOWN_MAX_DELAY_MS: 5000
+  })
+  // Stand-ins for an unreachable Redis, behind the stores' own interfaces.
+  class UnreachableStore {
+    incr (_key: string, callback: (error: Error | null) => void) { callback(new Error('store unreachable')) }
+    child () { return new UnreachableStore() }
+  }
+  const unreachableSlowDown: SlowDownStore = { hit: async () => { throw new Error('store unreachable') }, close: async () => {} }
+
+  const app = Fastify(serverOptions(config, pino({ level: 'silent' })))
+  t.teardown(() => app.close())
+  await app.register(configPlugin, { config })
+  await app.register(loggingPlugin)
+  await app.register(errorsPlugin)
+  await app.register(rateLimitPlugin, { rateLimitStore: UnreachableStore as unknown as FastifyRateLimitStoreCtor, slowDownStore: unreachableSlowDown })
+  app.get('/api/thing', async () => ({ ok: true }))
+  app.get('/api/ai-companion/thing', { config: { aiRateLimit: true } }, async () => ({ ok: true }))
+
+  const { result: responses, ms } = await timed(Promise.all([
+    get(app, '/api/thing'), get(app, '/api/thing'), get(app, '/api/thing'),
+    get(app, '/api/ai-companion/thing'), get(app, '/api/ai-companion/thing'),
+    get(app, '/api/no-such-route')
+  ]))
+  t.same(responses.map((response) => response.statusCode), [200, 200, 200, 200, 200, 404], 'nothing refused, no 500')
+  t.ok(ms < 5000, `nothing delayed (${Math.round(ms)} ms for all)`)
+  t.same(responses[0]?.json(), { ok: true })
+})
