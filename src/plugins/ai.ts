@@ -1,0 +1,38 @@
+import fp from 'fastify-plugin'
+import { createAiService, type AiService } from '../services/ai/service.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { ai: AiService }
+}
+
+/**
+ * The AI companion service (SPEC §4), configured from the environment. Each
+ * AI request's outcome becomes one ai-requests.log line (never any text) and
+ * a metrics sample. Without GEMINI_API_KEY it runs offline, said loudly.
+ */
+export default fp(async (app) => {
+  const config = app.config
+  const aiLog = app.logFiles['ai-requests']
+  const { metrics } = app
+
+  const ai = createAiService({
+    apiKey: config.GEMINI_API_KEY,
+    baseUrl: config.GEMINI_BASE_URL,
+    model: config.GEMINI_MODEL,
+    timeoutMs: config.AI_TIMEOUT_MS,
+    maxAttempts: config.AI_MAX_ATTEMPTS,
+    retryBaseMs: config.AI_RETRY_BASE_MS,
+    historyMessages: config.AI_HISTORY_MESSAGES,
+    maxConcurrency: config.AI_MAX_CONCURRENCY,
+    onOutcome: (outcome) => {
+      aiLog.info(outcome, 'ai request')
+      metrics.recordAi(outcome)
+    }
+  })
+
+  if (config.GEMINI_API_KEY === undefined) {
+    app.log.warn('GEMINI_API_KEY is not set: the AI companion runs in OFFLINE MODE and answers with canned replies. Set GEMINI_API_KEY to use Gemini.')
+  }
+
+  app.decorate('ai', ai)
+}, { name: 'ai', dependencies: ['config', 'logging', 'metrics'] })

@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Errors, withFields } from '../errors.js'
+import { errorResponses } from '../schemas/common.js'
+import { SessionInfo, SessionNotFound, SessionParams } from '../schemas/sessions.js'
+import type { Session } from '../services/session-store.js'
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+const notFound = (sessionId: string) =>
+  withFields(new Errors.SESSION_NOT_FOUND(), { sessionId, isActive: false, participantCount: 0 })
+
+/** SPEC §2.3: sessions of both kinds, never their message or persona text. */
+const sessions: FastifyPluginAsyncTypebox = async (app) => {
+  const { sessions: store } = app
+  const ttlMs = app.config.SESSION_TTL_MS
+
+  const describe = (session: Session) => ({
+    sessionId: session.id,
+    kind: session.kind,
+    isActive: true as const,
+    ...(session.kind === 'multiplayer'
+      ? { participantCount: session.participants.length, participants: session.participants.map((p) => p.playerName) }
+      // A companion session has one person in it: the user.
+      : { participantCount: 1, companionName: session.persona.name }),
+    messageCount: session.messageCount,
+    createdAt: iso(session.createdAt),
+    lastActivity: iso(session.lastActivity),
+    expiresAt: iso(session.lastActivity + ttlMs)
+  })
+
+  app.get('/api/sessions/:id', {
+    schema: {
+      summary: 'Session information (either kind)',
+      params: SessionParams,
+      response: { 200: SessionInfo, 404: SessionNotFound, ...errorResponses(400, 429, 500, 503) }
+    }
+  }, async (request) => {
+    const session = await store.get(request.params.id)
+    if (session === undefined) throw notFound(request.params.id)
+    return describe(session)
+  })
+
+  app.delete('/api/sessions/:id', {
+    schema: {
+      summary: 'Erase a companion session and its history now',
+      params: SessionParams,
+      response: { 204: Type.Null(), 404: SessionNotFound, ...errorResponses(400, 409, 429, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    const session = await store.get(id)
+    if (session === undefined) throw notFound(id)
+    // Anyone who knows a multiplayer code may join it; erasing it for everyone is not theirs to do.
+    if (session.kind !== 'companion') throw new Errors.SESSION_NOT_DELETABLE()
+    await store.delete(id)
+    return reply.code(204).send(null)
+  })
+}
+
+export default sessions

@@ -1,0 +1,63 @@
+import { Type } from '@sinclair/typebox'
+import { ErrorBody, Timestamp } from './common.js'
+import { SessionId } from './sessions.js'
+
+/*
+ * SPEC §2.1–2.2. Lengths are Unicode code points (Ajv counts them so) of the
+ * trimmed value (the companion routes trim before validating). Control
+ * characters are refused except tab, CR and LF; a name has no CR/LF either.
+ */
+
+const MULTI_LINE = '^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$'
+const SINGLE_LINE = '^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F-\\u009F]*$'
+
+const text = (maxLength: number, minLength = 1) => Type.String({ minLength, maxLength, pattern: MULTI_LINE })
+
+export const CompanionConfig = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 50, pattern: SINGLE_LINE }),
+  personality: text(1000),
+  identity: text(1000),
+  gender: Type.Optional(text(20, 0)),
+  role: text(500)
+}, { description: 'The companion\'s persona; unknown fields are ignored' })
+
+export const InitializeBody = Type.Object({ companionConfig: CompanionConfig })
+
+export const ChatBody = Type.Object({
+  message: text(2000),
+  sessionId: Type.Optional(SessionId),
+  companionConfig: Type.Optional(CompanionConfig),
+  conversationId: Type.Optional(Type.Unknown({ description: 'Accepted and ignored (sent by the existing frontend)' }))
+}, { description: 'sessionId continues a live session; otherwise companionConfig starts a new one' })
+
+const replyMeta = {
+  companionName: Type.String(),
+  timestamp: Timestamp,
+  fallback: Type.Boolean({ description: 'true when the text is a fallback (offline mode, withheld reply), not the model\'s' }),
+  blocked: Type.Optional(Type.Literal(true, { description: 'Present when a safety filter withheld the reply (or it was empty)' }))
+}
+
+export const InitializeResponse = Type.Object({ sessionId: Type.String(), greeting: Type.String(), ...replyMeta })
+export const ChatResponse = Type.Object({ sessionId: Type.String(), message: Type.String(), ...replyMeta })
+
+/**
+ * SPEC §4.5: 503 AI_UNAVAILABLE with the persona-aware fallback the client
+ * can show instead. The extra fields are optional in the schema because the
+ * same status also carries SHUTTING_DOWN and STORE_UNAVAILABLE bodies.
+ */
+const unavailableMeta = {
+  ...ErrorBody.properties,
+  fallback: Type.Optional(Type.Literal(true)),
+  retryAfter: Type.Optional(Type.Integer({ minimum: 1, description: 'Seconds; also the Retry-After header' })),
+  sessionId: Type.Optional(Type.String())
+}
+const fallbackText = Type.Optional(Type.String({ description: 'AI_UNAVAILABLE: fallback text in the companion\'s voice' }))
+
+export const InitializeUnavailable = Type.Object({ ...unavailableMeta, greeting: fallbackText })
+export const ChatUnavailable = Type.Object({ ...unavailableMeta, message: fallbackText })
+
+/** The Server-Sent Events a streamed chat reply consists of (documentation only: a stream is not serialised). */
+export const ChatEventStream = Type.String({
+  description: 'event: chunk, data: {"text"} per model chunk; then event: done, data: the JSON response body; ' +
+    'or, on a failure after the stream started, event: error, data: {"error","code","message"} (message: the fallback text)'
+})

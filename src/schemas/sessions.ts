@@ -1,0 +1,28 @@
+import { Type } from '@sinclair/typebox'
+import { ErrorBody, Timestamp } from './common.js'
+
+/** Ids of both session kinds: server-made companion ids, client-chosen multiplayer codes (SPEC §2.3). */
+export const SessionId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$', description: 'Session id: 1–128 of A–Z a–z 0–9 _ -' })
+
+export const SessionParams = Type.Object({ id: SessionId })
+
+export const SessionInfo = Type.Object({
+  sessionId: Type.String(),
+  kind: Type.Union([Type.Literal('multiplayer'), Type.Literal('companion')]),
+  isActive: Type.Literal(true),
+  participantCount: Type.Integer({ minimum: 0 }),
+  participants: Type.Optional(Type.Array(Type.String(), { description: 'Player names (multiplayer sessions)' })),
+  companionName: Type.Optional(Type.String({ description: 'The companion\'s name (companion sessions)' })),
+  messageCount: Type.Integer({ minimum: 0 }),
+  createdAt: Timestamp,
+  lastActivity: Timestamp,
+  expiresAt: Timestamp
+})
+
+/** SPEC §2.3: the 404 says what an inactive session looks like, plus the usual error fields. */
+export const SessionNotFound = Type.Object({
+  sessionId: Type.String(),
+  isActive: Type.Literal(false),
+  participantCount: Type.Literal(0),
+  ...ErrorBody.properties
+})

@@ -1,0 +1,60 @@
+import t from 'tap'
+import { greetingFallback, offlineReply } from '../src/services/ai/fallbacks.js'
+import { buildTestApp, spawnServer, waitForLogLine } from './helper.js'
+
+/* SPEC §4.6: no GEMINI_API_KEY → a working companion with canned replies, said loudly at startup. */
+
+const companionConfig = { name: 'Mika', personality: 'calm', identity: 'a penpal', role: 'friend' }
+const persona = { ...companionConfig, gender: '' }
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
+
+t.test('offline mode answers 200 with persona-aware canned replies', async (t) => {
+  const app = await buildTestApp(t, { GEMINI_API_KEY: '' })
+  const start = await app.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig } })
+  t.equal(start.statusCode, 200)
+  t.match(start.json(), { greeting: greetingFallback(persona), companionName: 'Mika', timestamp: ISO, fallback: true })
+  t.equal(start.json().greeting, 'Hi, I\'m Mika! I\'m really happy you\'re here. How has your day been so far?')
+  const { sessionId } = start.json()
+
+  const expected: Array<[string, string]> = [
+    ['Hello!', 'Hey you! It\'s Mika. What are you up to right now?'],
+    ['how are you doing?', 'Mika is doing well, especially now that you\'re here. How are you feeling today?'],
+    ['thanks for listening', 'Anytime. That\'s what I\'m here for.'],
+    ['ok bye', 'Bye for now! I\'ll be right here whenever you want to talk again.'],
+    ['I adopted a cat', 'I love hearing from you, tell me more! (I\'m Mika in offline mode, so my answers are simple for now.)']
+  ]
+  for (const [message, reply] of expected) {
+    const response = await app.inject({ method: 'POST', url: '/api/ai-companion/chat', payload: { sessionId, message } })
+    t.equal(response.statusCode, 200)
+    t.same(Object.keys(response.json()), ['sessionId', 'message', 'companionName', 'timestamp', 'fallback'])
+    t.match(response.json(), { sessionId, message: reply, companionName: 'Mika', fallback: true })
+    t.equal(reply, offlineReply(persona, message))
+  }
+  t.equal((await app.inject(`/api/sessions/${sessionId}`)).json().messageCount, 5, 'the user\'s messages are kept, canned replies are not')
+  t.same(app.ai.status(), { provider: 'offline', model: 'gemini-2.5-flash', circuit: 'closed' })
+  const health = await app.inject('/health')
+  t.same(health.json().ai, { provider: 'offline', model: 'gemini-2.5-flash', circuit: 'closed' })
+  t.match(await waitForLogLine(app.config.LOG_DIR, 'ai-requests', (line) => line.operation === 'greeting'),
+    { result: 'offline', attempts: 0, streamed: false, msg: 'ai request' })
+})
+
+t.test('the server warns loudly at startup when GEMINI_API_KEY is unset', async (t) => {
+  const server = await spawnServer(t)
+  const url = await server.url
+  t.equal((await fetch(`${url}/health/live`)).status, 200, 'and starts anyway')
+  const warning = server.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line)).find((line) => line.level === 'warn')
+  t.match(warning, {
+    level: 'warn',
+    msg: 'GEMINI_API_KEY is not set: the AI companion runs in OFFLINE MODE and answers with canned replies. Set GEMINI_API_KEY to use Gemini.'
+  })
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})
+
+t.test('no warning when a key is configured', async (t) => {
+  const server = await spawnServer(t, { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: 'http://127.0.0.1:9' })
+  await server.url
+  t.notMatch(server.stdout(), 'OFFLINE')
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})
