@@ -1,46 +1,52 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
-import { Timestamp } from '../schemas/common.js'
+import { uptime } from '../plugins/metrics.js'
+import { Health, Probe } from '../schemas/monitoring.js'
 import { VERSION } from '../version.js'
 
-const MB = 1024 * 1024
+// Probes are never limited, are answered while draining (they report it), and
+// are not user traffic, so they stay out of the request metrics.
+const probeConfig = { duringShutdown: true, metrics: false, rateLimit: false as const }
 
-const Health = Type.Object({
-  status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')]),
-  timestamp: Timestamp,
-  version: Type.String(),
-  uptime: Type.Object({ seconds: Type.Integer(), minutes: Type.Integer(), hours: Type.Integer(), days: Type.Integer() }),
-  memory: Type.Object({ rssMB: Type.Number(), heapUsedMB: Type.Number() }),
-  checks: Type.Object({ shuttingDown: Type.Boolean() })
-})
-
-const Probe = Type.Object({ status: Type.String() })
-
-// Probes are never limited and are answered while draining (they report it).
-const probeConfig = { duringShutdown: true }
-
-export function uptime (seconds = process.uptime()) {
-  const whole = Math.floor(seconds)
-  return { seconds: whole, minutes: Math.floor(whole / 60), hours: Math.floor(whole / 3600), days: Math.floor(whole / 86400) }
-}
-
+/**
+ * 503 only when this instance should leave the rotation (memory limit, stalled
+ * event loop, draining, Redis down); high error or AI failure rates, or memory
+ * over the warning level, make it "degraded" but keep it serving: a flood of
+ * bad requests or a Gemini outage must not make the load balancer drop every
+ * instance. Cheap per probe: sampled figures and a few comparisons.
+ */
 const health: FastifyPluginAsyncTypebox = async (app) => {
-  const { lifecycle } = app
+  const { lifecycle, metrics, sessions } = app
 
   app.get('/health', {
     config: probeConfig,
     schema: { summary: 'Health for humans and load balancers', response: { 200: Health, 503: Health } }
   }, async (_request, reply) => {
-    const { rss, heapUsed } = process.memoryUsage()
+    const figures = metrics.evaluate()
+    const counts = await sessions.counts()
     const shuttingDown = lifecycle.shuttingDown
-    reply.code(shuttingDown ? 503 : 200)
+    const unhealthy = shuttingDown || figures.overMemoryLimit || figures.eventLoopStalled
+    const degraded = figures.highMemory || figures.highErrorRate || figures.highAIFailureRate
+    reply.code(unhealthy ? 503 : 200)
     return {
-      status: shuttingDown ? 'unhealthy' as const : 'healthy' as const,
+      status: unhealthy ? 'unhealthy' as const : degraded ? 'degraded' as const : 'healthy' as const,
       timestamp: new Date().toISOString(),
       version: VERSION,
       uptime: uptime(),
-      memory: { rssMB: Math.round(rss / MB), heapUsedMB: Math.round(heapUsed / MB) },
-      checks: { shuttingDown }
+      memory: { rssMB: figures.rssMB, heapUsedMB: figures.heapUsedMB },
+      activeSessions: counts.companion + counts.multiplayer,
+      activeConnections: figures.connections,
+      ai: app.ai.status(),
+      checks: {
+        highMemory: figures.highMemory,
+        highErrorRate: figures.highErrorRate,
+        highAIFailureRate: figures.highAIFailureRate,
+        // No Redis client exists yet: sessions are in memory (SPEC §9).
+        redis: 'unused' as const,
+        memoryLimit: figures.overMemoryLimit,
+        eventLoopStalled: figures.eventLoopStalled,
+        shuttingDown
+      },
+      alerts: figures.alerts
     }
   })
 

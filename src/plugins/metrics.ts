@@ -1,0 +1,177 @@
+import underPressure from '@fastify/under-pressure'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Static } from '@sinclair/typebox'
+import type { Config } from '../config.js'
+import type { Stats } from '../schemas/monitoring.js'
+import type { Alert, AlertChange } from '../services/alerts.js'
+import { createMetricsService, round2, type MetricsService, type ResourceFigures, type Thresholds } from '../services/metrics.js'
+import { toErrorBody } from './errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { metrics: MetricsService }
+  interface FastifyContextConfig {
+    /** false: not counted in request metrics (probes and scrapes are not user traffic). */
+    metrics?: boolean
+  }
+}
+
+/*
+ * Rules the SPEC leaves to us (no environment variable): a mean event-loop
+ * delay of a whole second over a sample is a stall, not a slow moment; a rate
+ * alert needs ten requests in its window; and every rule is re-evaluated at
+ * least this often even when no request and no probe arrives.
+ */
+const EVENT_LOOP_STALL_MS = 1000
+const MIN_RATE_SAMPLE = 10
+const MAX_EVALUATE_INTERVAL_MS = 10_000
+const SAMPLE_INTERVAL_MS = 1000
+
+function thresholdsFrom (config: Config): Thresholds {
+  return {
+    memoryWarnMB: config.MEMORY_WARN_MB,
+    memoryLimitMB: config.MEMORY_LIMIT_MB,
+    errorRatePct: config.ERROR_RATE_ALERT_PCT,
+    aiFailureRatePct: config.AI_FAILURE_ALERT_PCT,
+    slowResponseMs: config.SLOW_RESPONSE_MS,
+    highConnections: config.HIGH_CONNECTIONS,
+    eventLoopStallMs: EVENT_LOOP_STALL_MS,
+    minRateSample: MIN_RATE_SAMPLE,
+    // A slow-response alert clears once a whole stats interval (5 min by
+    // default, the same as the rate window) went by without a slow response.
+    slowClearMs: config.STATS_INTERVAL_MS
+  }
+}
+
+/**
+ * Metrics, alerts and the periodic stats log (SPEC §8). under-pressure samples
+ * memory and event-loop delay once a second; it gets no max* option, so it
+ * adds no hook and never answers 503 by itself: only /health and
+ * /health/ready report, a memory warning never becomes an outage of every route.
+ *
+ * Alerts are evaluated when something they depend on is recorded (a request:
+ * error rate and slow response; an AI outcome; a connection opening or
+ * closing), on every /health probe and /api/stats or /metrics read, and on a
+ * timer (every STATS_INTERVAL_MS, at most 10 s apart) for what changes with
+ * time alone: memory, the window sliding past old errors, a quiet slow alert.
+ * @see https://github.com/fastify/under-pressure
+ */
+export default fp(async (app) => {
+  const { STATS_INTERVAL_MS } = app.config
+  await app.register(underPressure, { sampleInterval: SAMPLE_INTERVAL_MS })
+
+  const resources = (): ResourceFigures => {
+    const { rssBytes, heapUsed, eventLoopDelay } = app.memoryUsage()
+    // Before under-pressure's first sample (1 s after start) its figures are 0.
+    if (rssBytes === 0) {
+      const { rss, heapUsed: heap } = process.memoryUsage()
+      return { rssBytes: rss, heapUsedBytes: heap, eventLoopDelayMs: 0 }
+    }
+    // Infinity means no tick at all during the sample: stalled for all of it.
+    const delay = Number.isFinite(eventLoopDelay) ? eventLoopDelay : SAMPLE_INTERVAL_MS
+    return { rssBytes, heapUsedBytes: heapUsed, eventLoopDelayMs: delay }
+  }
+
+  // Critical alerts (the ones that take the instance out of rotation) go to
+  // errors.log, the others to the stdout log; one line per change.
+  const onAlert = (change: AlertChange, alert: Readonly<Alert>) => {
+    const line = { alert: { ...alert } }
+    const message = `alert ${change}: ${alert.name}`
+    if (alert.level === 'critical') {
+      if (change === 'started') app.logFiles.errors.error(line, message)
+      else app.logFiles.errors.info(line, message)
+    } else if (change === 'started') {
+      app.log.warn(line, message)
+    } else {
+      app.log.info(line, message)
+    }
+  }
+
+  const metrics = createMetricsService({ thresholds: thresholdsFrom(app.config), resources, onAlert })
+  app.decorate('metrics', metrics)
+
+  // Callback-style hooks: no promise per request on the hot path.
+  app.addHook('onResponse', (request, reply, done) => {
+    if (request.routeOptions.config.metrics !== false) metrics.recordRequest(reply.statusCode, reply.elapsedTime)
+    done()
+  })
+
+  app.addHook('onError', (request, _reply, error, done) => {
+    const body = toErrorBody(error)
+    if (body.statusCode >= 500 && request.routeOptions.config.metrics !== false) {
+      // What the client was told, not the internal message: /api/stats may be public.
+      metrics.recordServerError({
+        message: body.error,
+        code: body.code,
+        route: request.routeOptions.url ?? null,
+        statusCode: body.statusCode,
+        reqId: request.id
+      })
+    }
+    done()
+  })
+
+  // Timers start once every plugin the report reads (sessions, AI) exists.
+  let evaluateTimer: NodeJS.Timeout | undefined
+  let statsTimer: NodeJS.Timeout | undefined
+  app.addHook('onReady', async () => {
+    evaluateTimer = setInterval(metrics.evaluate, Math.min(STATS_INTERVAL_MS, MAX_EVALUATE_INTERVAL_MS)).unref()
+    statsTimer = setInterval(() => { logStats(app) }, STATS_INTERVAL_MS).unref()
+  })
+  app.addHook('onClose', async () => {
+    clearInterval(evaluateTimer)
+    clearInterval(statsTimer)
+  })
+}, { name: 'metrics', dependencies: ['config', 'logging', 'errors'] })
+
+const MB = 1024 * 1024
+
+/** Uptime split into whole units, as /health and /api/stats show it. */
+export function uptime (seconds = process.uptime()) {
+  const whole = Math.floor(seconds)
+  return { seconds: whole, minutes: Math.floor(whole / 60), hours: Math.floor(whole / 3600), days: Math.floor(whole / 86400) }
+}
+
+/** The /api/stats body; also the server-stats.log snapshot. */
+export async function statsReport (app: FastifyInstance): Promise<Static<typeof Stats>> {
+  const { health, ...snapshot } = app.metrics.snapshot()
+  const sessions = await app.sessions.counts()
+  const ai = app.ai.status()
+  // Fresh figures here (not the 1 s samples): this endpoint is not hot.
+  const { rss, heapUsed, heapTotal } = process.memoryUsage()
+  return {
+    uptime: uptime(),
+    requests: snapshot.requests,
+    ai: { ...snapshot.ai, provider: ai.provider, model: ai.model, circuit: ai.circuit },
+    connections: snapshot.connections,
+    sessions: { active: sessions.companion + sessions.multiplayer, ...sessions },
+    performance: {
+      ...snapshot.performance,
+      memory: { rssMB: round2(rss / MB), heapUsedMB: round2(heapUsed / MB), heapTotalMB: round2(heapTotal / MB) },
+      eventLoopDelayMs: health.eventLoopDelayMs
+    },
+    errors: snapshot.errors,
+    alerts: health.alerts,
+    thresholds: app.metrics.thresholds
+  }
+}
+
+async function logStats (app: FastifyInstance): Promise<void> {
+  try {
+    const report = await statsReport(app)
+    app.logFiles['server-stats'].info(report, 'stats snapshot')
+    const { requests, performance, connections, sessions, alerts } = report
+    app.log.info({
+      requests: requests.total,
+      errorRate: requests.errorRate,
+      p95Ms: performance.p95Ms,
+      rssMB: performance.memory.rssMB,
+      connections: connections.current,
+      sessions: sessions.active,
+      alerts: alerts.length
+    }, `stats: ${requests.total} requests, ${requests.errorRate}% errors (last ${requests.window.seconds} s), p95 ${performance.p95Ms} ms, ` +
+      `${connections.current} connections, ${sessions.active} sessions, rss ${performance.memory.rssMB} MB, ${alerts.length} alerts`)
+  } catch (error) {
+    app.log.warn({ err: error }, 'could not write the stats snapshot')
+  }
+}

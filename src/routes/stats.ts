@@ -1,0 +1,69 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Errors } from '../errors.js'
+import { statsReport } from '../plugins/metrics.js'
+import { errorResponses } from '../schemas/common.js'
+import { Stats } from '../schemas/monitoring.js'
+import { createPrometheusExporter } from '../services/prometheus.js'
+
+const BEARER = /^Bearer +(\S+) *$/i
+
+/**
+ * Compares a bearer token in constant time: both sides are hashed first, so
+ * timingSafeEqual always gets equal lengths and not even the token's length leaks.
+ */
+function bearerCheck (token: string): (authorization: string | undefined) => boolean {
+  const expected = createHash('sha256').update(token).digest()
+  return (authorization) => {
+    const given = BEARER.exec(authorization ?? '')?.[1]
+    return given !== undefined && timingSafeEqual(createHash('sha256').update(given).digest(), expected)
+  }
+}
+
+// Scrapes are not user traffic: they stay out of the request metrics.
+const scrapeConfig = { metrics: false }
+
+/** GET /api/stats and GET /metrics: the same figures as JSON and as Prometheus text. */
+const stats: FastifyPluginAsyncTypebox = async (app) => {
+  const { STATS_TOKEN } = app.config
+  const exporter = createPrometheusExporter()
+  const security = STATS_TOKEN === undefined ? undefined : [{ statsToken: [] }]
+
+  if (STATS_TOKEN !== undefined) {
+    const authorized = bearerCheck(STATS_TOKEN)
+    // Encapsulated: applies to this plugin's two routes only.
+    app.addHook('onRequest', async (request, reply) => {
+      if (!authorized(request.headers.authorization)) {
+        reply.header('www-authenticate', 'Bearer')
+        throw new Errors.UNAUTHORIZED()
+      }
+    })
+  }
+
+  app.get('/api/stats', {
+    config: scrapeConfig,
+    schema: {
+      summary: 'Detailed metrics: counts since start, rates over the last 5 minutes, alerts',
+      security,
+      response: { 200: Stats, ...errorResponses(401) }
+    }
+  }, async () => statsReport(app))
+
+  app.get('/metrics', {
+    config: scrapeConfig,
+    schema: {
+      summary: 'The same figures in Prometheus text format, with the default Node.js process metrics',
+      security,
+      response: {
+        200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: Type.String() } } },
+        ...errorResponses(401)
+      }
+    }
+  }, async (_request, reply) => {
+    const text = await exporter.render(await statsReport(app))
+    return reply.type(exporter.contentType).send(text)
+  })
+}
+
+export default stats

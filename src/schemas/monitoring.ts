@@ -1,0 +1,124 @@
+import { Type } from '@sinclair/typebox'
+import { Timestamp } from './common.js'
+
+/* Health and monitoring bodies (SPEC §8). Every figure is a number. */
+
+export const Uptime = Type.Object({
+  seconds: Type.Integer(),
+  minutes: Type.Integer(),
+  hours: Type.Integer(),
+  days: Type.Integer()
+})
+
+export const AlertSchema = Type.Object({
+  name: Type.String({ description: 'highMemory, memoryLimit, eventLoopStalled, highErrorRate, highAIFailureRate, slowResponse, highConnections' }),
+  level: Type.Union([Type.Literal('warning'), Type.Literal('critical')]),
+  value: Type.Number(),
+  threshold: Type.Number(),
+  since: Timestamp
+})
+
+const Circuit = Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')])
+const Provider = Type.Union([Type.Literal('gemini'), Type.Literal('offline')])
+
+export const Health = Type.Object({
+  status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')]),
+  timestamp: Timestamp,
+  version: Type.String(),
+  uptime: Uptime,
+  memory: Type.Object({ rssMB: Type.Number(), heapUsedMB: Type.Number() }),
+  activeSessions: Type.Integer(),
+  activeConnections: Type.Integer(),
+  ai: Type.Object({ provider: Provider, model: Type.String(), circuit: Circuit }),
+  checks: Type.Object({
+    highMemory: Type.Boolean(),
+    highErrorRate: Type.Boolean(),
+    highAIFailureRate: Type.Boolean(),
+    redis: Type.Union([Type.Literal('ok'), Type.Literal('down'), Type.Literal('unused')]),
+    memoryLimit: Type.Boolean({ description: 'RSS at or over MEMORY_LIMIT_MB (unhealthy)' }),
+    eventLoopStalled: Type.Boolean({ description: 'unhealthy' }),
+    shuttingDown: Type.Boolean({ description: 'unhealthy' })
+  }),
+  alerts: Type.Array(AlertSchema)
+})
+
+export const Probe = Type.Object({ status: Type.String() })
+
+const Count = Type.Integer({ minimum: 0 })
+const Percent = Type.Number({ minimum: 0, maximum: 100 })
+const windowDescription = 'Counts over the window behind the rates, health checks and alerts (last 5 minutes)'
+
+export const Stats = Type.Object({
+  uptime: Uptime,
+  requests: Type.Object({
+    total: Count,
+    successful: Count,
+    clientErrors: Count,
+    serverErrors: Count,
+    successRate: Type.Number({ minimum: 0, maximum: 100, description: '2xx/3xx share over the window; 100 without requests' }),
+    errorRate: Type.Number({ minimum: 0, maximum: 100, description: '5xx share over the window' }),
+    window: Type.Object({
+      seconds: Type.Number(),
+      total: Count,
+      successful: Count,
+      clientErrors: Count,
+      serverErrors: Count
+    }, { description: windowDescription })
+  }, { description: 'Counts since start; rates over the window' }),
+  ai: Type.Object({
+    total: Count,
+    successful: Count,
+    failures: Count,
+    fallbacks: Count,
+    blocked: Count,
+    successRate: Percent,
+    failureRate: Percent,
+    avgLatencyMs: Type.Number({ description: 'Over the last 1000 model answers (ok or blocked)' }),
+    p95LatencyMs: Type.Number(),
+    provider: Provider,
+    model: Type.String(),
+    circuit: Circuit,
+    window: Type.Object({
+      seconds: Type.Number(),
+      total: Count,
+      successful: Count,
+      failures: Count,
+      fallbacks: Count,
+      blocked: Count
+    }, { description: windowDescription })
+  }),
+  connections: Type.Object({ current: Count, peak: Count }),
+  sessions: Type.Object({ active: Count, companion: Count, multiplayer: Count }),
+  performance: Type.Object({
+    avgResponseTimeMs: Type.Number({ description: 'Over the last 1000 requests (probes and scrapes excluded)' }),
+    p50Ms: Type.Number(),
+    p95Ms: Type.Number(),
+    p99Ms: Type.Number(),
+    sampleSize: Count,
+    memory: Type.Object({ rssMB: Type.Number(), heapUsedMB: Type.Number(), heapTotalMB: Type.Number() }),
+    eventLoopDelayMs: Type.Number()
+  }),
+  errors: Type.Object({
+    count: Count,
+    recent: Type.Array(Type.Object({
+      timestamp: Timestamp,
+      message: Type.String({ description: 'The message the client received' }),
+      code: Type.String(),
+      route: Type.Union([Type.String(), Type.Null()]),
+      statusCode: Type.Integer(),
+      reqId: Type.String({ description: 'Find the full error (with stack) in errors.log' })
+    }), { maxItems: 5 })
+  }),
+  alerts: Type.Array(AlertSchema),
+  thresholds: Type.Object({
+    memoryWarnMB: Type.Number(),
+    memoryLimitMB: Type.Number(),
+    errorRatePct: Type.Number(),
+    aiFailureRatePct: Type.Number(),
+    slowResponseMs: Type.Number(),
+    highConnections: Type.Number(),
+    eventLoopStallMs: Type.Number(),
+    minRateSample: Type.Number(),
+    slowClearMs: Type.Number()
+  })
+})

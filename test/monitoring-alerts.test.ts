@@ -1,0 +1,120 @@
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import type { App } from '../src/app.js'
+import type { AiOutcome } from '../src/services/ai-outcome.js'
+import { buildAppWithLog, readLog } from './helper.js'
+import { TestClient } from './ws-client.js'
+
+/*
+ * Alerts through the whole app, with thresholds set low: each one is logged
+ * exactly once when it starts and once when it clears, never per request.
+ * (Memory cannot be made to fall under 1 MB, so memory alerts clearing is
+ * covered by test/metrics.test.ts with fake figures.)
+ */
+
+type Line = Record<string, any>
+
+const alertLines = (lines: Line[], change: 'started' | 'cleared', name: string) =>
+  lines.filter((line) => line.msg === `alert ${change}: ${name}`)
+
+async function waitFor (predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await sleep(20)
+  }
+}
+
+const outcome = (result: AiOutcome['result']): AiOutcome =>
+  ({ operation: 'greeting', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs: 10 })
+
+const addTestRoutes = (app: App) => {
+  app.get('/test/boom', async () => { throw new Error('boom') })
+  app.get('/test/slow', async () => {
+    await sleep(60)
+    return { ok: true }
+  })
+}
+
+// Unknown and test routes count against the general limits; keep them out of the way.
+const roomy = { SLOW_DOWN_AFTER: 1000, RATE_LIMIT_MAX: 1000 }
+
+t.test('error rate: one line when it starts, one when it clears', async (t) => {
+  const { app, stdout } = await buildAppWithLog(t, roomy, addTestRoutes)
+  for (let i = 0; i < 10; i++) await app.inject('/test/boom')
+  const started = alertLines(stdout(), 'started', 'highErrorRate')
+  t.equal(started.length, 1)
+  t.match(started[0], { level: 'warn', alert: { name: 'highErrorRate', level: 'warning', value: 100, threshold: 20, since: String } })
+  t.ok(Date.parse(started[0].alert.since) <= Date.now())
+
+  for (let i = 0; i < 39; i++) await app.inject('/')
+  t.same(alertLines(stdout(), 'cleared', 'highErrorRate'), [], '10 of 49 is still over 20 %')
+  await app.inject('/')
+  const cleared = alertLines(stdout(), 'cleared', 'highErrorRate')
+  t.equal(cleared.length, 1, '10 of 50 is not over 20 %')
+  t.match(cleared[0], { level: 'info', alert: { name: 'highErrorRate', value: 20, since: started[0].alert.since } })
+  await app.inject('/health')
+  t.equal(alertLines(stdout(), 'started', 'highErrorRate').length, 1)
+  t.equal(alertLines(stdout(), 'cleared', 'highErrorRate').length, 1)
+  t.same((await app.inject('/api/stats')).json().alerts, [])
+})
+
+t.test('AI failure rate: one line each way', async (t) => {
+  const { app, stdout } = await buildAppWithLog(t)
+  for (let i = 0; i < 10; i++) app.metrics.recordAi(outcome('failed'))
+  t.equal(alertLines(stdout(), 'started', 'highAIFailureRate').length, 1)
+  t.match((await app.inject('/api/stats')).json().alerts, [{ name: 'highAIFailureRate', level: 'warning', value: 100, threshold: 50 }])
+  for (let i = 0; i < 10; i++) app.metrics.recordAi(outcome('offline'))
+  t.equal(alertLines(stdout(), 'cleared', 'highAIFailureRate').length, 1, '10 failed of 20 is not over 50 %')
+  for (let i = 0; i < 10; i++) app.metrics.recordAi(outcome('blocked'))
+  t.equal(alertLines(stdout(), 'started', 'highAIFailureRate').length, 1)
+  t.equal(alertLines(stdout(), 'cleared', 'highAIFailureRate').length, 1)
+})
+
+t.test('slow response: starts on the first slow one, clears after a quiet stats interval', async (t) => {
+  const { app, stdout } = await buildAppWithLog(t, { ...roomy, SLOW_RESPONSE_MS: 30, STATS_INTERVAL_MS: 300 }, addTestRoutes)
+  for (let i = 0; i < 3; i++) t.equal((await app.inject('/test/slow')).statusCode, 200)
+  const started = alertLines(stdout(), 'started', 'slowResponse')
+  t.equal(started.length, 1)
+  t.match(started[0], { level: 'warn', alert: { name: 'slowResponse', level: 'warning', threshold: 30 } })
+  t.ok(started[0].alert.value > 30)
+  t.equal(stdout().filter((line) => line.msg === 'slow response').length, 3, 'the per-request warning is the logging plugin\'s, separate')
+
+  await app.inject('/')
+  t.same(alertLines(stdout(), 'cleared', 'slowResponse'), [], 'a fast response does not clear it at once')
+  await waitFor(() => alertLines(stdout(), 'cleared', 'slowResponse').length > 0)
+  t.equal(alertLines(stdout(), 'cleared', 'slowResponse').length, 1)
+  t.same((await app.inject('/api/stats')).json().alerts, [])
+  t.equal(alertLines(stdout(), 'started', 'slowResponse').length, 1)
+})
+
+t.test('connections: real WebSocket clients, one line each way', async (t) => {
+  const { app, stdout } = await buildAppWithLog(t, { HIGH_CONNECTIONS: 1 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  const first = await TestClient.connect(t, url)
+  t.same(alertLines(stdout(), 'started', 'highConnections'), [], 'at the threshold is not over it')
+  const others = [await TestClient.connect(t, url), await TestClient.connect(t, url)]
+  t.equal(alertLines(stdout(), 'started', 'highConnections').length, 1)
+  t.match((await app.inject('/health')).json(), { status: 'healthy', activeConnections: 3, alerts: [{ name: 'highConnections', value: 3, threshold: 1 }] })
+
+  for (const client of others) client.ws.close()
+  await waitFor(() => alertLines(stdout(), 'cleared', 'highConnections').length > 0)
+  t.match(alertLines(stdout(), 'cleared', 'highConnections'), [{ level: 'info', alert: { value: 1 } }])
+  t.same((await app.inject('/api/stats')).json().connections, { current: 1, peak: 3 })
+  first.ws.close()
+  await waitFor(() => app.metrics.evaluate().connections === 0)
+  t.equal(alertLines(stdout(), 'started', 'highConnections').length, 1)
+  t.equal(alertLines(stdout(), 'cleared', 'highConnections').length, 1)
+})
+
+t.test('memory warning: found by the periodic evaluation without any probe, logged once on stdout', async (t) => {
+  const { config, stdout } = await buildAppWithLog(t, { MEMORY_WARN_MB: 1, STATS_INTERVAL_MS: 100 })
+  await waitFor(() => alertLines(stdout(), 'started', 'highMemory').length > 0)
+  await sleep(350) // a few more evaluations
+  const started = alertLines(stdout(), 'started', 'highMemory')
+  t.equal(started.length, 1)
+  t.match(started[0], { level: 'warn', alert: { name: 'highMemory', level: 'warning', threshold: 1 } })
+  t.same((await readLog(config.LOG_DIR, 'errors')).filter((line) => String(line.msg).startsWith('alert')), [], 'warnings stay out of errors.log')
+})

@@ -1,0 +1,266 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import type { App } from '../src/app.js'
+import type { AiOutcome } from '../src/services/ai-outcome.js'
+import { apiError, startFakeGemini } from './fake-gemini.js'
+import { buildAppWithLog, buildTestApp, readLog, waitForLogLine } from './helper.js'
+
+/*
+ * GET /api/stats, GET /metrics, STATS_TOKEN and the periodic stats log,
+ * through the whole app. A test-only route that throws gives an honest 500.
+ */
+
+const addTestRoutes = (app: App) => {
+  app.get('/test/boom', async () => { throw new Error('secret internal detail at /srv/app.js:1') })
+  app.get('/test/ok', async () => ({ ok: true }))
+}
+
+const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
+
+const outcome = (result: AiOutcome['result'], latencyMs: number): AiOutcome =>
+  ({ operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs })
+
+/** Nearest-rank percentile, the definition /api/stats uses. */
+const percentile = (sorted: number[], p: number) => sorted[Math.ceil((p * sorted.length) / 100) - 1]
+
+t.test('GET /api/stats after a known sequence of requests: exact counts, rates and percentiles', async (t) => {
+  const { app, config } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addTestRoutes)
+
+  for (let i = 0; i < 3; i++) t.equal((await app.inject('/test/ok')).statusCode, 200)
+  t.equal((await app.inject('/')).statusCode, 200)
+  t.equal((await app.inject('/nope')).statusCode, 404)
+  t.equal((await app.inject('/api/nope')).statusCode, 404)
+  const boom = await app.inject('/test/boom')
+  t.equal(boom.statusCode, 500)
+  // Probes and scrapes are not user traffic: not counted.
+  t.equal((await app.inject('/health')).statusCode, 200)
+  t.equal((await app.inject('/health/live')).statusCode, 200)
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+
+  await app.sessions.createCompanion(persona)
+  app.metrics.recordAi(outcome('ok', 100))
+  app.metrics.recordAi(outcome('ok', 300))
+  app.metrics.recordAi(outcome('blocked', 200))
+  app.metrics.recordAi(outcome('failed', 5000))
+  app.metrics.connectionOpened()
+  app.metrics.connectionOpened()
+  app.metrics.connectionClosed()
+
+  const response = await app.inject('/api/stats')
+  t.equal(response.statusCode, 200)
+  t.match(response.headers['content-type'], /^application\/json/)
+  const stats = response.json()
+  t.same(Object.keys(stats), ['uptime', 'requests', 'ai', 'connections', 'sessions', 'performance', 'errors', 'alerts', 'thresholds'])
+  t.same(stats.requests, {
+    total: 7,
+    successful: 4,
+    clientErrors: 2,
+    serverErrors: 1,
+    successRate: 57.14,
+    errorRate: 14.29,
+    window: { seconds: 300, total: 7, successful: 4, clientErrors: 2, serverErrors: 1 }
+  })
+  t.same(stats.ai, {
+    total: 4,
+    successful: 2,
+    failures: 1,
+    fallbacks: 2,
+    blocked: 1,
+    successRate: 50,
+    failureRate: 25,
+    avgLatencyMs: 200,
+    p95LatencyMs: 300,
+    provider: 'offline',
+    model: 'gemini-2.5-flash',
+    circuit: 'closed',
+    window: { seconds: 300, total: 4, successful: 2, failures: 1, fallbacks: 2, blocked: 1 }
+  })
+  t.same(stats.connections, { current: 1, peak: 2 })
+  t.same(stats.sessions, { active: 1, companion: 1, multiplayer: 0 })
+  t.same(stats.alerts, [], 'under every threshold (rates need 10 requests)')
+  t.same(stats.thresholds, {
+    memoryWarnMB: 800,
+    memoryLimitMB: 1024,
+    errorRatePct: 20,
+    aiFailureRatePct: 50,
+    slowResponseMs: 5000,
+    highConnections: 100,
+    eventLoopStallMs: 1000,
+    minRateSample: 10,
+    slowClearMs: 300000
+  })
+  t.same(Object.keys(stats.uptime), ['seconds', 'minutes', 'hours', 'days'])
+  t.ok(Object.values(stats.uptime).every(Number.isInteger))
+
+  // errors.recent: what the client was told, no stack, and the reqId that finds the full line in errors.log.
+  const errorLine = await waitForLogLine(config.LOG_DIR, 'errors', (line) => line.msg === 'request failed')
+  t.same(stats.errors, {
+    count: 1,
+    recent: [{
+      timestamp: stats.errors.recent[0].timestamp,
+      message: 'Internal server error',
+      code: 'INTERNAL_ERROR',
+      route: '/test/boom',
+      statusCode: 500,
+      reqId: errorLine.reqId
+    }]
+  })
+  t.ok(Date.parse(stats.errors.recent[0].timestamp) > Date.now() - 60_000)
+  t.notMatch(response.body, /secret internal detail|srv\/app|stack/)
+
+  // The percentiles are exactly the nearest ranks of the 7 response times requests.log recorded.
+  const { performance } = stats
+  const counted = (line: Record<string, any>) => line.route !== null ? !/^\/(health|metrics|api\/stats)/.test(line.route) : true
+  let logged: Array<Record<string, any>> = []
+  for (let i = 0; i < 100 && logged.length < 7; i++) {
+    logged = (await readLog(config.LOG_DIR, 'requests')).filter(counted)
+    if (logged.length < 7) await sleep(20)
+  }
+  const times = logged.map((line) => line.responseTimeMs as number).sort((a, b) => a - b)
+  t.equal(times.length, 7)
+  t.equal(performance.sampleSize, 7)
+  t.equal(performance.p50Ms, percentile(times, 50))
+  t.equal(performance.p95Ms, percentile(times, 95))
+  t.equal(performance.p99Ms, percentile(times, 99))
+  t.ok(Math.abs(performance.avgResponseTimeMs - times.reduce((a, b) => a + b, 0) / 7) <= 0.01)
+  t.ok(performance.memory.rssMB > 0 && performance.memory.heapUsedMB > 0 && performance.memory.heapTotalMB >= performance.memory.heapUsedMB)
+  t.type(performance.eventLoopDelayMs, 'number')
+})
+
+t.test('AI figures from the real AI routes against the fake Gemini', async (t) => {
+  const fake = await startFakeGemini(t)
+  fake.script({ text: 'Hi, I am Ava. What is your name?', delayMs: 30 }, { blockReason: 'SAFETY' }, apiError(400))
+  const app = await buildTestApp(t, { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: fake.url, AI_MAX_ATTEMPTS: 1 })
+  const statuses = []
+  for (let i = 0; i < 3; i++) {
+    statuses.push((await app.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig: persona } })).statusCode)
+  }
+  t.same(statuses, [200, 200, 503], 'answered, blocked (a deflection), failed')
+  const { ai, requests } = (await app.inject('/api/stats')).json()
+  t.match(ai, {
+    total: 3,
+    successful: 1,
+    failures: 1,
+    fallbacks: 2,
+    blocked: 1,
+    successRate: 33.33,
+    failureRate: 33.33,
+    provider: 'gemini',
+    model: 'gemini-2.5-flash',
+    circuit: 'closed'
+  })
+  t.ok(ai.p95LatencyMs >= 30, 'the slowest model answer includes the 30 ms upstream delay')
+  t.ok(ai.avgLatencyMs > 0 && ai.avgLatencyMs <= ai.p95LatencyMs)
+  t.same([requests.total, requests.successful, requests.serverErrors], [3, 2, 1])
+})
+
+t.test('GET /metrics: Prometheus text with the request counter and the default process metrics', async (t) => {
+  const { app } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addTestRoutes)
+  await app.inject('/test/ok')
+  await app.inject('/test/ok')
+  await app.inject('/nope')
+  await app.inject('/test/boom')
+  app.metrics.recordAi(outcome('failed', 10))
+  app.metrics.connectionOpened()
+
+  const response = await app.inject('/metrics')
+  t.equal(response.statusCode, 200)
+  t.equal(response.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8')
+  const lines = response.body.split('\n').filter(Boolean)
+  // Prometheus parses values with Go's ParseFloat: NaN and Inf in any case (prom-client writes "Nan").
+  const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? (-?[0-9.e+-]+|nan|[+-]inf)$/i
+  const bad = lines.filter((line) => !line.startsWith('# HELP ') && !line.startsWith('# TYPE ') && !sample.test(line))
+  t.same(bad, [], 'every line is a comment or a sample')
+
+  const value = (name: string) => lines.find((line) => line.startsWith(name + ' '))?.slice(name.length + 1)
+  t.ok(lines.includes('# TYPE loverscode_http_requests_total counter'))
+  t.equal(value('loverscode_http_requests_total{outcome="successful"}'), '2')
+  t.equal(value('loverscode_http_requests_total{outcome="client_error"}'), '1')
+  t.equal(value('loverscode_http_requests_total{outcome="server_error"}'), '1')
+  t.equal(value('loverscode_ai_requests_total'), '1')
+  t.equal(value('loverscode_ai_failures_total'), '1')
+  t.equal(value('loverscode_ai_fallbacks_total'), '1')
+  t.equal(value('loverscode_connections'), '1')
+  t.equal(value('loverscode_sessions{kind="companion"}'), '0')
+  t.equal(value('loverscode_ai_circuit_state{state="closed"}'), '1')
+  t.equal(value('loverscode_ai_info{provider="offline",model="gemini-2.5-flash"}'), '1')
+  t.equal(value('loverscode_http_error_rate_percent'), '25')
+  t.match(value('loverscode_http_response_time_milliseconds{stat="p95"}'), /^\d/)
+  for (const name of ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds', 'process_cpu_user_seconds_total']) {
+    t.ok(lines.some((line) => line.startsWith(name + ' ') || line.startsWith(name + '{')), `default metric ${name}`)
+  }
+
+  // Counters mirror the totals on every scrape, without doubling.
+  await app.inject('/test/ok')
+  const again = (await app.inject('/metrics')).body
+  t.match(again, /^loverscode_http_requests_total\{outcome="successful"\} 3$/m)
+})
+
+t.test('two apps in one process keep separate registries', async (t) => {
+  const first = await buildTestApp(t)
+  const second = await buildTestApp(t)
+  await first.inject('/')
+  t.match((await first.inject('/metrics')).body, /^loverscode_http_requests_total\{outcome="successful"\} 1$/m)
+  t.match((await second.inject('/metrics')).body, /^loverscode_http_requests_total\{outcome="successful"\} 0$/m)
+})
+
+t.test('STATS_TOKEN protects /api/stats and /metrics', async (t) => {
+  const app = await buildTestApp(t, { STATS_TOKEN: 's3cret-token' })
+  const unauthorized = { error: 'A valid bearer token is required', code: 'UNAUTHORIZED', statusCode: 401 }
+  for (const url of ['/api/stats', '/metrics']) {
+    for (const authorization of [undefined, 'Bearer wrong', 'Bearer s3cret-toke', 'Bearer s3cret-token2', 's3cret-token', 'Basic czNjcmV0LXRva2Vu', 'Bearer ']) {
+      const response = await app.inject({ url, headers: authorization === undefined ? {} : { authorization } })
+      t.equal(response.statusCode, 401, `${url} with ${authorization}`)
+      t.same(response.json(), unauthorized)
+      t.equal(response.headers['www-authenticate'], 'Bearer')
+    }
+    t.equal((await app.inject({ url, headers: { authorization: 'Bearer s3cret-token' } })).statusCode, 200, `${url} with the token`)
+    t.equal((await app.inject({ url, headers: { authorization: 'bearer s3cret-token' } })).statusCode, 200, 'the scheme is case-insensitive')
+  }
+  t.equal((await app.inject('/health')).statusCode, 200, 'probes need no token')
+  t.equal((await app.inject('/')).statusCode, 200)
+})
+
+t.test('without STATS_TOKEN the figures are open', async (t) => {
+  const app = await buildTestApp(t)
+  t.equal((await app.inject('/api/stats')).statusCode, 200)
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+})
+
+t.test('every STATS_INTERVAL_MS: a snapshot in server-stats.log and a summary on stdout', async (t) => {
+  const { app, config, stdout } = await buildAppWithLog(t, { STATS_INTERVAL_MS: 100 })
+  await app.inject('/')
+  await app.inject('/nope')
+  const line = await waitForLogLine(config.LOG_DIR, 'server-stats', (entry) => entry.msg === 'stats snapshot' && entry.requests.total === 2)
+  t.equal(line.level, 'info')
+  t.equal(line.log, 'server-stats')
+  t.same(line.requests, {
+    total: 2,
+    successful: 1,
+    clientErrors: 1,
+    serverErrors: 0,
+    successRate: 50,
+    errorRate: 0,
+    window: { seconds: 300, total: 2, successful: 1, clientErrors: 1, serverErrors: 0 }
+  })
+  for (const key of ['uptime', 'ai', 'connections', 'sessions', 'performance', 'errors', 'alerts', 'thresholds']) t.ok(key in line, key)
+
+  const summary = stdout().find((entry) => typeof entry.msg === 'string' && entry.msg.startsWith('stats: 2 requests'))
+  t.ok(summary, 'a one-line summary on stdout')
+  t.match(summary, {
+    level: 'info',
+    requests: 2,
+    errorRate: 0,
+    connections: 0,
+    sessions: 0,
+    alerts: 0,
+    msg: /^stats: 2 requests, 0% errors \(last 300 s\), p95 [\d.]+ ms, 0 connections, 0 sessions, rss [\d.]+ MB, 0 alerts$/
+  })
+
+  // The timer keeps going and stops with the app.
+  await waitForLogLine(config.LOG_DIR, 'server-stats', (entry) => entry.msg === 'stats snapshot' && entry.time > line.time)
+  await app.close()
+  const count = stdout().filter((entry) => entry.msg?.startsWith('stats:')).length
+  await sleep(300)
+  t.equal(stdout().filter((entry) => entry.msg?.startsWith('stats:')).length, count, 'no tick after close')
+})
