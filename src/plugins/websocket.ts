@@ -1,0 +1,112 @@
+import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
+import fp from 'fastify-plugin'
+import { Errors } from '../errors.js'
+import { errorResponses } from '../schemas/common.js'
+import { createChatHub } from '../services/chat-hub.js'
+import { createOriginPolicy } from '../services/origins.js'
+import { createWsGateway } from '../services/ws-gateway.js'
+
+/** Longest wait for a peer's answer to our close frame before the socket is cut. */
+const MAX_CLOSE_HANDSHAKE_MS = 5000
+const CLOSE_INTERNAL_ERROR = 1011
+
+/**
+ * The multiplayer chat over WebSocket at GET /ws (SPEC §3): @fastify/websocket
+ * with limits from the config, the upgrade checks (Origin, connection caps)
+ * made before upgrading, and a close with 1001 for everyone on shutdown.
+ * @see https://github.com/fastify/fastify-websocket
+ * @see https://github.com/websockets/ws/blob/master/doc/ws.md
+ */
+export default fp(async (app) => {
+  const {
+    SESSION_MAX_PARTICIPANTS, WS_MAX_PAYLOAD, WS_PING_INTERVAL_MS, WS_MESSAGE_RATE, WS_MESSAGE_WINDOW_MS,
+    WS_MAX_CONNECTIONS, WS_MAX_CONNECTIONS_PER_IP, WS_MAX_BUFFERED_BYTES, SHUTDOWN_TIMEOUT_MS
+  } = app.config
+  const { metrics, logFiles: { errors: errorLog } } = app
+  const isAllowedOrigin = createOriginPolicy(app.config)
+
+  const hub = createChatHub({ store: app.sessions, maxParticipants: SESSION_MAX_PARTICIPANTS })
+  const gateway = createWsGateway({
+    hub,
+    maxConnections: WS_MAX_CONNECTIONS,
+    maxConnectionsPerAddress: WS_MAX_CONNECTIONS_PER_IP,
+    messageRate: WS_MESSAGE_RATE,
+    messageWindowMs: WS_MESSAGE_WINDOW_MS,
+    maxBufferedBytes: WS_MAX_BUFFERED_BYTES,
+    pingIntervalMs: WS_PING_INTERVAL_MS,
+    onOpen: () => metrics.connectionOpened(),
+    onClose: () => metrics.connectionClosed(),
+    onError: (error, { userId, ip }) => {
+      // ws errors (WS_ERR_*) are the client's doing and already answered with
+      // a close code; anything else is ours. The Error itself is logged so
+      // pino records its real type, message and stack.
+      const protocol = String((error as Error & { code?: unknown }).code).startsWith('WS_ERR_')
+      errorLog[protocol ? 'warn' : 'error']({ route: '/ws', method: 'GET', ip, userId, err: error },
+        protocol ? 'websocket protocol error' : 'websocket failed')
+    }
+  })
+
+  // `closeTimeout` is a ws ≥ 8.18 option that @types/ws does not list yet.
+  const options: WebsocketPluginOptions['options'] & { closeTimeout: number } = {
+    maxPayload: WS_MAX_PAYLOAD, // ws's default is 100 MiB
+    perMessageDeflate: false, // memory per socket, and decompression bombs
+    clientTracking: false, // the gateway keeps its own set
+    // A peer that does not answer our close frame (1001, 1008, 1013) is cut
+    // well within the shutdown drain, instead of ws's default 30 s.
+    closeTimeout: Math.min(MAX_CLOSE_HANDSHAKE_MS, Math.floor(SHUTDOWN_TIMEOUT_MS / 2))
+  }
+
+  await app.register(websocket, {
+    options,
+    // Replaces the plugin's default, which closes without a code (clients
+    // would see 1005). Runs before the server stops listening; the server's
+    // close then waits for these close handshakes.
+    preClose: (done) => {
+      gateway.closeAll()
+      done()
+    },
+    // Reached only if accepting a connection throws; socket errors go to the
+    // gateway's own listener (see wsHandler).
+    errorHandler: (error, socket, request) => {
+      errorLog.error({ reqId: request.id, route: '/ws', method: 'GET', ip: request.ip, err: error }, 'websocket failed')
+      socket.close(CLOSE_INTERNAL_ERROR, 'internal error')
+    }
+  })
+
+  app.addHook('onClose', async () => gateway.close())
+
+  app.route({
+    method: 'GET',
+    url: '/ws',
+    // Connection caps and the per-connection message rate limit this route.
+    config: { rateLimit: false },
+    schema: {
+      summary: 'WebSocket upgrade for multiplayer sessions (protocol: README)',
+      response: errorResponses(403, 426, 429, 503)
+    },
+    // Refused before upgrading, with an HTTP status the client can read.
+    onRequest: async (request) => {
+      const { origin } = request.headers
+      if (origin !== undefined && !isAllowedOrigin(origin)) throw new Errors.FORBIDDEN_ORIGIN()
+      if (!request.ws) return
+      const refusal = gateway.refusal(request.ip)
+      if (refusal === 'server') throw new Errors.TOO_MANY_CONNECTIONS()
+      if (refusal === 'address') throw new Errors.TOO_MANY_CONNECTIONS_FROM_IP(WS_MAX_CONNECTIONS_PER_IP)
+    },
+    // The upgraded TCP socket still points at the HTTP response, and
+    // @fastify/websocket's error listener closes over the request and reply:
+    // together about 3 KB per idle connection. Detach both once upgraded;
+    // the gateway attaches its own shared error listener. (HEAD is never
+    // upgraded: its 426 still needs the response.)
+    preHandler: async (request, reply) => {
+      if (request.ws && request.method === 'GET') reply.raw.detachSocket(request.raw.socket)
+    },
+    handler: async () => {
+      throw new Errors.UPGRADE_REQUIRED()
+    },
+    wsHandler: (socket, request) => {
+      socket.removeAllListeners('error')
+      gateway.accept(socket, request.ip)
+    }
+  })
+}, { name: 'websocket-chat', dependencies: ['config', 'logging', 'errors', 'sessions', 'metrics'] })

@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto'
+import { WebSocket, type RawData } from 'ws'
+import { Errors, fieldsOf, isPublicError } from '../errors.js'
+import { DEFAULT_PLAYER_NAME, type ClientData, type ClientEventName } from '../schemas/ws.js'
+import type { ChatHub, Member } from './chat-hub.js'
+import { createConnectionCounts, createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type ConnectionRefusal, type RateVerdict, type RateWindow } from './ws-limits.js'
+import { encode, frameId, parseFrame } from './ws-protocol.js'
+
+/*
+ * The life of WebSocket connections (SPEC §3): admission caps, the
+ * per-connection message rate, frame handling in arrival order, the
+ * slow-reader limit, the heartbeat and the shutdown close. Independent of
+ * Fastify: it is handed an open `ws` socket and the client's address.
+ *
+ * Built for many idle connections: a connection is one small object whose
+ * listeners are shared functions (no closure or timer per socket), and one
+ * interval pings every connection.
+ */
+
+// Application close codes (RFC 6455 §7.4.1).
+const CLOSE_GOING_AWAY = 1001
+const CLOSE_POLICY_VIOLATION = 1008
+const CLOSE_TRY_AGAIN_LATER = 1013
+
+export interface WsGatewayOptions {
+  hub: ChatHub
+  maxConnections: number
+  maxConnectionsPerAddress: number
+  messageRate: number
+  messageWindowMs: number
+  /** Unsent bytes one connection may hold before it is closed with 1013. */
+  maxBufferedBytes: number
+  pingIntervalMs: number
+  onOpen?: () => void
+  onClose?: () => void
+  /**
+   * A socket error (ws has already closed the connection with the code it
+   * calls for: 1007, 1009, …) or an unexpected failure while handling a frame.
+   */
+  onError: (error: Error, context: { userId: string, ip: string }) => void
+  now?: () => number
+  newUserId?: () => string
+}
+
+const kConnection = Symbol('connection')
+type TaggedSocket = WebSocket & { [kConnection]: Connection }
+interface Connection extends Member, RateWindow {
+  readonly socket: WebSocket
+  readonly ip: string
+  /** Answered the last ping. */
+  alive: boolean
+  /** Frames are handled one after another, in arrival order. */
+  tail: Promise<void>
+}
+
+const connectionOf = (socket: WebSocket) => (socket as TaggedSocket)[kConnection]
+
+const TEXT = { binary: false }
+const DONE = Promise.resolve()
+
+export function createWsGateway (options: WsGatewayOptions) {
+  const { hub, maxBufferedBytes, onOpen, onClose, onError, now = Date.now, newUserId = randomUUID } = options
+  const counts = createConnectionCounts({ max: options.maxConnections, maxPerAddress: options.maxConnectionsPerAddress })
+  const rate = createMessageRate({ rate: options.messageRate, windowMs: options.messageWindowMs, now })
+  const connections = new Set<Connection>()
+  let closing = false
+
+  const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<void> } = {
+    'join-session': (member, data) => hub.join(member, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME),
+    'leave-session': (member, data) => hub.leave(member, data.sessionId),
+    'chat message': (member, data) => hub.chat(member, data.sessionId, data.text),
+    'ask-question': (member, data) => hub.ask(member, data.sessionId, data.question),
+    'question-answer': (member, data) => hub.answer(member, data.sessionId, data.question ?? '', data.answer)
+  }
+
+  /** Member.deliver: send unless the peer stopped reading; then close instead of buffering. */
+  function deliver (this: Connection, frame: Buffer): void {
+    const { socket } = this
+    if (socket.readyState !== WebSocket.OPEN) return
+    // Unsent data already waiting, so one large frame (a history replay) is
+    // still sent; memory stays under the limit plus one frame.
+    if (socket.bufferedAmount > maxBufferedBytes) {
+      socket.close(CLOSE_TRY_AGAIN_LATER, 'too much unsent data: read faster')
+      // The close handshake waits behind the unsent data; the others need not.
+      leaveAll(this)
+      return
+    }
+    socket.send(frame, TEXT)
+  }
+
+  function report (connection: Connection, error: unknown): void {
+    onError(error instanceof Error ? error : new Error(String(error)), { userId: connection.userId, ip: connection.ip })
+  }
+
+  function sendError (connection: Connection, error: unknown, id: string | undefined): void {
+    let coded = error as Error & { code: string }
+    if (!isPublicError(coded)) {
+      report(connection, error)
+      coded = new Errors.INTERNAL_ERROR()
+    }
+    const data = { message: coded.message, code: coded.code, ...fieldsOf(coded), ...(id === undefined ? {} : { id }) }
+    connection.deliver(Buffer.from(encode('error', data)))
+  }
+
+  async function handle (connection: Connection, raw: RawData, isBinary: boolean, verdict: RateVerdict): Promise<void> {
+    let id: string | undefined
+    try {
+      if (verdict !== RATE_OK) {
+        id = frameId(raw, isBinary)
+        throw new Errors.RATE_LIMITED(rate.retryAfterSeconds(connection))
+      }
+      const message = parseFrame(raw, isBinary)
+      id = message.id
+      await (handlers[message.event] as (member: Member, data: unknown) => Promise<void>)(connection, message.data)
+      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', { id })))
+    } catch (error) {
+      sendError(connection, error, id)
+    }
+  }
+
+  function leaveAll (connection: Connection): void {
+    // After the frames already queued, so a join in flight is undone too.
+    connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => report(connection, error))
+  }
+
+  function onMessage (this: WebSocket, raw: RawData, isBinary: boolean): void {
+    const connection = connectionOf(this)
+    if (this.readyState !== WebSocket.OPEN) return
+    const verdict = rate.check(connection)
+    if (verdict === RATE_CLOSING) return
+    // Queued like any frame, so the frames before it are all answered first.
+    connection.tail = connection.tail.then(verdict === RATE_ABUSIVE
+      ? () => { this.close(CLOSE_POLICY_VIOLATION, 'message rate exceeded') }
+      : () => handle(connection, raw, isBinary, verdict))
+  }
+
+  function onSocketError (this: WebSocket, error: Error): void {
+    report(connectionOf(this), error)
+  }
+
+  function onPong (this: WebSocket): void {
+    connectionOf(this).alive = true
+  }
+
+  function onSocketClose (this: WebSocket): void {
+    const connection = connectionOf(this)
+    connections.delete(connection)
+    counts.remove(connection.ip)
+    onClose?.()
+    leaveAll(connection)
+  }
+
+  // One timer for every connection: a peer that did not answer the previous
+  // ping is gone (half-open TCP, sleeping laptop) and is cut.
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) {
+      if (!connection.alive) {
+        connection.socket.terminate()
+        continue
+      }
+      connection.alive = false
+      connection.socket.ping()
+    }
+  }, options.pingIntervalMs).unref()
+
+  return {
+    /** Why a new connection from `ip` must be refused before upgrading, if it must. */
+    refusal (ip: string): ConnectionRefusal | undefined {
+      return counts.refusal(ip)
+    },
+
+    /** Takes an open socket. Synchronous, so no frame sent right after the handshake is missed. */
+    accept (socket: WebSocket, ip: string): void {
+      if (closing || counts.refusal(ip) !== undefined) {
+        // Shutting down, or several upgrades raced past `refusal` together.
+        socket.close(closing ? CLOSE_GOING_AWAY : CLOSE_TRY_AGAIN_LATER, closing ? 'server shutting down' : 'too many connections')
+        return
+      }
+      const connection: Connection = {
+        socket, ip, userId: newUserId(), joined: undefined, alive: true, windowStart: 0, count: 0, tail: DONE, deliver
+      }
+      const tagged = socket as TaggedSocket
+      tagged[kConnection] = connection
+      socket.on('message', onMessage)
+      socket.on('error', onSocketError)
+      socket.on('pong', onPong)
+      socket.on('close', onSocketClose)
+      connections.add(connection)
+      counts.add(ip)
+      onOpen?.()
+      connection.deliver(Buffer.from(encode('connected', { userId: connection.userId })))
+    },
+
+    /** Closes every connection with 1001 and refuses new ones (SPEC §10). */
+    closeAll (): void {
+      closing = true
+      clearInterval(heartbeat)
+      for (const { socket } of connections) socket.close(CLOSE_GOING_AWAY, 'server shutting down')
+    },
+
+    close (): void {
+      clearInterval(heartbeat)
+    }
+  }
+}

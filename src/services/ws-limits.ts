@@ -1,0 +1,81 @@
+/*
+ * The WebSocket limits of SPEC §3 that are counters, not library options:
+ * connections per server and per client address, and messages per
+ * connection. Hand-written because both must live on objects we already have
+ * (no timer, no allocation per message); rate-limit libraries key a store by
+ * string per request, which is the cost we avoid here.
+ */
+
+export type ConnectionRefusal = 'server' | 'address'
+
+export interface ConnectionCountsOptions {
+  max: number
+  maxPerAddress: number
+}
+
+/** Open connections, in total and per client address; empty addresses are forgotten. */
+export function createConnectionCounts ({ max, maxPerAddress }: ConnectionCountsOptions) {
+  let total = 0
+  const perAddress = new Map<string, number>()
+  return {
+    get total () { return total },
+    /** Why one more connection from `address` must be refused, if it must. */
+    refusal (address: string): ConnectionRefusal | undefined {
+      if (total >= max) return 'server'
+      if ((perAddress.get(address) ?? 0) >= maxPerAddress) return 'address'
+      return undefined
+    },
+    add (address: string): void {
+      total++
+      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
+    },
+    remove (address: string): void {
+      total--
+      const left = (perAddress.get(address) ?? 1) - 1
+      if (left === 0) perAddress.delete(address)
+      else perAddress.set(address, left)
+    }
+  }
+}
+
+/** Per-connection fixed-window counter, kept on the connection itself. */
+export interface RateWindow {
+  windowStart: number
+  count: number
+}
+
+export const RATE_OK = 0
+/** Over the rate: the frame is dropped and answered with RATE_LIMITED. */
+export const RATE_LIMITED = 1
+/** The first frame over twice the rate in one window: the connection is closed (1008). */
+export const RATE_ABUSIVE = 2
+/** Any later one, while the close is under way: dropped unread. */
+export const RATE_CLOSING = 3
+export type RateVerdict = typeof RATE_OK | typeof RATE_LIMITED | typeof RATE_ABUSIVE | typeof RATE_CLOSING
+
+export interface MessageRateOptions {
+  rate: number
+  windowMs: number
+  now?: () => number
+}
+
+export function createMessageRate ({ rate, windowMs, now = Date.now }: MessageRateOptions) {
+  return {
+    /** Counts one frame and says what to do with it. */
+    check (window: RateWindow): RateVerdict {
+      const at = now()
+      if (at - window.windowStart >= windowMs) {
+        window.windowStart = at
+        window.count = 0
+      }
+      const count = ++window.count
+      if (count <= rate) return RATE_OK
+      if (count <= 2 * rate) return RATE_LIMITED
+      return count === 2 * rate + 1 ? RATE_ABUSIVE : RATE_CLOSING
+    },
+    /** Whole seconds until the current window ends (at least 1). */
+    retryAfterSeconds (window: RateWindow): number {
+      return Math.max(1, Math.ceil((window.windowStart + windowMs - now()) / 1000))
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import { once } from 'node:events'
+import t from 'tap'
+import { WebSocketServer } from 'ws'
+import { Errors } from '../src/errors.js'
+import { createChatHub, type ChatHub, type Member } from '../src/services/chat-hub.js'
+import { createMemorySessionStore, type SessionStore } from '../src/services/session-store.js'
+import { createWsGateway } from '../src/services/ws-gateway.js'
+import { TestClient } from './ws-client.js'
+
+/* The hub and the gateway as plain services, without Fastify. */
+
+function member (userId: string): Member & { frames: () => any[] } {
+  const received: Buffer[] = []
+  return { userId, deliver: (frame) => received.push(frame), frames: () => received.splice(0).map((frame) => JSON.parse(frame.toString())) }
+}
+
+function memoryStore (t: { teardown: (fn: () => unknown) => void }): SessionStore {
+  const store = createMemorySessionStore({ ttlMs: 60_000 })
+  t.teardown(() => store.close())
+  return store
+}
+
+t.test('two hubs sharing a store and a publish bus behave as one (the shape of a Redis fan-out)', async (t) => {
+  const store = memoryStore(t)
+  let ids = 0
+  const hubs: ChatHub[] = []
+  const options = {
+    store,
+    maxParticipants: 10,
+    // Every instance delivers to its own members, as Redis subscribers would.
+    publish: (sessionId: string, frame: string, exceptUserId?: string) => {
+      for (const hub of hubs) hub.deliverLocal(sessionId, frame, exceptUserId)
+    },
+    now: () => Date.UTC(2025, 1, 14, 20, 0, 0),
+    newId: () => `msg-${++ids}`
+  }
+  hubs.push(createChatHub(options), createChatHub(options))
+  const [sam, alex] = [member('u-sam'), member('u-alex')]
+
+  await hubs[0].join(sam, 'date', 'Sam')
+  await hubs[1].join(alex, 'date', 'Alex')
+  t.same(sam.frames(), [
+    { event: 'session-joined', data: { sessionId: 'date', userId: 'u-sam', participants: [{ userId: 'u-sam', playerName: 'Sam' }], history: [] } },
+    { event: 'user-joined', data: { sessionId: 'date', userId: 'u-sam', playerName: 'Sam' } },
+    { event: 'user-joined', data: { sessionId: 'date', userId: 'u-alex', playerName: 'Alex' } }
+  ])
+  t.same(alex.frames()[0].data.participants, [{ userId: 'u-sam', playerName: 'Sam' }, { userId: 'u-alex', playerName: 'Alex' }])
+
+  await hubs[1].chat(alex, 'date', 'across instances')
+  const chat = {
+    event: 'chat message',
+    data: { sessionId: 'date', id: 'msg-1', text: 'across instances', sender: 'u-alex', playerName: 'Alex', timestamp: '2025-02-14T20:00:00.000Z' }
+  }
+  t.same(sam.frames(), [chat])
+  t.same(alex.frames(), [])
+
+  await hubs[0].disconnect(sam)
+  t.same(alex.frames(), [{ event: 'user-left', data: { sessionId: 'date', userId: 'u-sam', playerName: 'Sam' } }])
+  const session = await store.get('date')
+  t.match(session, { kind: 'multiplayer', participants: [{ userId: 'u-alex' }], history: [chat] })
+  await t.rejects(hubs[0].chat(sam, 'date', 'gone'), { code: 'NOT_IN_SESSION' })
+})
+
+t.test('gateway: a store failure is an error event; an unexpected one is INTERNAL_ERROR and reported with context', async (t) => {
+  const store = memoryStore(t)
+  let failure: Error = new Errors.STORE_UNAVAILABLE()
+  const failing: SessionStore = { ...store, appendEvent: async () => { throw failure } }
+  const reported: unknown[] = []
+  const gateway = createWsGateway({
+    hub: createChatHub({ store: failing, maxParticipants: 10 }),
+    maxConnections: 10,
+    maxConnectionsPerAddress: 10,
+    messageRate: 100,
+    messageWindowMs: 1000,
+    maxBufferedBytes: 1 << 20,
+    pingIntervalMs: 60_000,
+    onError: (error, context) => reported.push({ message: error.message, ...context })
+  })
+  t.teardown(() => gateway.close())
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  server.on('connection', (socket, request) => gateway.accept(socket, request.socket.remoteAddress ?? ''))
+  t.teardown(() => server.close())
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+
+  const client = await TestClient.connect(t, `http://127.0.0.1:${port}`)
+  await client.join('flaky', 'Sam')
+  client.send('chat message', { sessionId: 'flaky', text: 'hello' }, 'c1')
+  t.same(await client.next(), {
+    event: 'error', data: { message: 'Session storage is temporarily unavailable', code: 'STORE_UNAVAILABLE', id: 'c1' }
+  })
+  t.same(reported, [])
+
+  failure = new TypeError('socket hang up')
+  client.send('chat message', { sessionId: 'flaky', text: 'hello' }, 'c2')
+  t.same(await client.next(), { event: 'error', data: { message: 'Internal server error', code: 'INTERNAL_ERROR', id: 'c2' } })
+  t.same(reported, [{ message: 'socket hang up', userId: client.userId, ip: '127.0.0.1' }])
+
+  gateway.closeAll()
+  t.same(await client.closed, { code: 1001, reason: 'server shutting down' })
+})
