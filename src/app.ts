@@ -2,15 +2,22 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
+import aiPlugin from './plugins/ai.js'
 import configPlugin from './plugins/config.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin from './plugins/errors.js'
 import lifecyclePlugin from './plugins/lifecycle.js'
 import loggingPlugin from './plugins/logging.js'
+import metricsPlugin from './plugins/metrics.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
 import securityPlugin from './plugins/security.js'
 import sessionsPlugin from './plugins/sessions.js'
+import websocketPlugin from './plugins/websocket.js'
+import companionRoutes from './routes/companion.js'
 import healthRoutes from './routes/health.js'
 import rootRoutes from './routes/root.js'
+import sessionRoutes from './routes/sessions.js'
+import statsRoutes from './routes/stats.js'
 import { serverOptions } from './server-options.js'
 
 /**
@@ -28,10 +35,17 @@ export async function buildApp (config: Config, logger: Logger) {
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
   await app.register(docsPlugin)
+  await app.register(rateLimitPlugin)
+  await app.register(metricsPlugin)
+  await app.register(aiPlugin)
   await app.register(sessionsPlugin)
+  await app.register(websocketPlugin)
 
   await app.register(rootRoutes)
   await app.register(healthRoutes)
+  await app.register(companionRoutes)
+  await app.register(sessionRoutes)
+  await app.register(statsRoutes)
 
   return app
 }

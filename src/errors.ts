@@ -14,11 +14,23 @@ export const Errors = {
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'Request body must be application/json', 415),
   UNAUTHORIZED: createError('UNAUTHORIZED', 'A valid bearer token is required', 401),
   SESSION_NOT_FOUND: createError('SESSION_NOT_FOUND', 'Session not found or expired', 404),
+  SESSION_NOT_DELETABLE: createError('SESSION_NOT_DELETABLE', 'Only companion sessions can be erased; a multiplayer session ends when its participants leave', 409),
   RATE_LIMITED: createError('RATE_LIMITED', 'Too many requests, retry in %d seconds', 429),
   SHUTTING_DOWN: createError('SHUTTING_DOWN', 'Server is shutting down, retry on another instance', 503),
   AI_UNAVAILABLE: createError('AI_UNAVAILABLE', 'The AI companion is temporarily unavailable', 503),
   STORE_UNAVAILABLE: createError('STORE_UNAVAILABLE', 'Session storage is temporarily unavailable', 503),
-  INTERNAL_ERROR: createError('INTERNAL_ERROR', 'Internal server error', 500)
+  INTERNAL_ERROR: createError('INTERNAL_ERROR', 'Internal server error', 500),
+  // WebSocket (SPEC §3): refusals of the upgrade request (HTTP), then the
+  // codes of `error` events (their status is never sent).
+  UPGRADE_REQUIRED: createError('UPGRADE_REQUIRED', 'GET /ws expects a WebSocket upgrade request', 426),
+  FORBIDDEN_ORIGIN: createError('FORBIDDEN_ORIGIN', 'This Origin may not open a WebSocket connection', 403),
+  TOO_MANY_CONNECTIONS: createError('TOO_MANY_CONNECTIONS', 'This server has too many WebSocket connections, retry later', 503),
+  TOO_MANY_CONNECTIONS_FROM_IP: createError('TOO_MANY_CONNECTIONS_FROM_IP', 'Too many WebSocket connections from this address (at most %d)', 429),
+  INVALID_MESSAGE: createError('INVALID_MESSAGE', '%s', 400),
+  UNKNOWN_EVENT: createError('UNKNOWN_EVENT', 'Unknown event, expected one of: %s', 400),
+  NOT_IN_SESSION: createError('NOT_IN_SESSION', 'Join session %s before sending to it', 403),
+  SESSION_FULL: createError('SESSION_FULL', 'Session %s already has %d participants', 409),
+  TOO_MANY_SESSIONS: createError('TOO_MANY_SESSIONS', 'One connection may be in at most %d sessions at once; leave one first', 409)
 } as const
 
 export type ErrorCode = keyof typeof Errors

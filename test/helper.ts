@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { buildApp, type App } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
+import { baseLoggerOptions } from '../src/services/log-files.js'
 
 /*
  * Domain helpers shared by the tests. Every app is the production app built
@@ -110,4 +111,19 @@ export async function spawnServer (t: Test, env: Record<string, string | undefin
   url.catch(() => undefined)
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   return { child, stdout: () => out, stderr: () => err, url, exited, cwd: workDir }
+}
+
+/**
+ * The whole app with its stdout log captured (parsed lines), and a chance to
+ * add test-only routes (e.g. one that throws) before it is ready.
+ */
+export async function buildAppWithLog (t: Test, overrides: Parameters<typeof testConfig>[1] = {}, setup?: (app: App) => void): Promise<{ app: App, config: Config, stdout: () => Array<Record<string, any>> }> {
+  const config = await testConfig(t, { LOG_LEVEL: 'info', ...overrides })
+  const lines: Array<Record<string, any>> = []
+  const logger = pino({ ...baseLoggerOptions, level: config.LOG_LEVEL }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const app = await buildApp(config, logger)
+  t.teardown(() => app.close())
+  setup?.(app)
+  await app.ready()
+  return { app, config, stdout: () => lines }
 }
