@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
-import { LogController, type FastifyHttpOptions } from 'fastify'
+import { LogController, type FastifyError, type FastifyHttpOptions, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
+import { Errors } from './errors.js'
 
 /*
  * The Fastify server options, shared by src/server.ts and test/helper.ts so
  * that tests parse, validate and time out exactly as production does.
  */
+const MAX_PARAM_LENGTH = 256
+
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
   return {
     loggerInstance: logger,
@@ -30,7 +33,15 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     routerOptions: {
       // Session ids may be 128 characters; longer ones must reach validation
       // (400) instead of silently missing the route (404).
-      maxParamLength: 256
+      maxParamLength: MAX_PARAM_LENGTH
+    },
+    // Fastify answers these before routing, with its own body shape (and a
+    // 414 for long parameters); keep the SPEC §2 error shape instead.
+    frameworkErrors: (error: FastifyError, _request, reply: FastifyReply) => {
+      const rejected = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new Errors.VALIDATION_ERROR(`A path parameter is longer than ${MAX_PARAM_LENGTH} characters`)
+        : new Errors.BAD_URL()
+      reply.code(400).send({ error: rejected.message, code: rejected.code, statusCode: 400 })
     },
     ajv: {
       customOptions: {
@@ -39,7 +50,11 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
         removeAdditional: 'all',
         useDefaults: true,
         coerceTypes: false,
-        allErrors: false
+        allErrors: false,
+        // Gives errors their schema, so a failed `pattern` can be explained
+        // with the schema's `patternMessage` (plugins/errors.ts).
+        verbose: true,
+        keywords: ['patternMessage']
       }
     }
   }

@@ -54,8 +54,8 @@ t.test('initialize: a new session and its greeting', async (t) => {
 t.test('validation (SPEC §2.1): lengths in code points after trimming, control characters, types', async (t) => {
   const { fake, app } = await setup(t)
   const emoji = '💞'
-  const CONTROL = 'must match pattern "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"'
-  const NAME = 'must match pattern "^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F-\\u009F]*$"'
+  const CONTROL = 'must be text without control characters (tab, CR and LF are allowed)'
+  const NAME = 'must be text on one line, without control characters'
   const rejected: Array<[string, unknown, string]> = [
     ['initialize', {}, 'companionConfig is required'],
     ['initialize', { companionConfig: 'Ava' }, 'companionConfig must be object'],
@@ -81,8 +81,8 @@ t.test('validation (SPEC §2.1): lengths in code points after trimming, control 
     ['chat', { message: emoji.repeat(2001), companionConfig }, 'message must NOT have more than 2000 characters'],
     ['chat', { message: ['hi'], companionConfig }, 'message must be string'],
     ['chat', { message: 'hi\u0007', companionConfig }, `message ${CONTROL}`],
-    ['chat', { message: 'hi', sessionId: 'not an id' }, 'sessionId must match pattern "^[A-Za-z0-9_-]{1,128}$"'],
-    ['chat', { message: 'hi', sessionId: 'a'.repeat(129) }, 'sessionId must match pattern "^[A-Za-z0-9_-]{1,128}$"'],
+    ['chat', { message: 'hi', sessionId: 'not an id' }, 'sessionId must be 1–128 characters of A–Z, a–z, 0–9, _ or -'],
+    ['chat', { message: 'hi', sessionId: 'a'.repeat(129) }, 'sessionId must be 1–128 characters of A–Z, a–z, 0–9, _ or -'],
     ['chat', { message: 'hi', companionConfig: { ...companionConfig, personality: 7 } }, 'companionConfig.personality must be string']
   ]
   for (const [route, payload, error] of rejected) {

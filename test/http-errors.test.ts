@@ -87,3 +87,13 @@ t.test('a 5xx shows nothing internal to the client and is logged to errors.log w
   t.match(line.time, /^\d{4}-\d\d-\d\dT/)
   t.notMatch(JSON.stringify(line), /sekrit/)
 })
+
+t.test('URLs Fastify rejects before routing still get the SPEC §2 error shape', async (t) => {
+  const app = await buildTestApp(t)
+  const longId = await app.inject({ url: `/api/sessions/${'a'.repeat(300)}` })
+  t.equal(longId.statusCode, 400)
+  t.same(longId.json(), { error: 'A path parameter is longer than 256 characters', code: 'VALIDATION_ERROR', statusCode: 400 })
+  const badUrl = await app.inject({ url: '/api/sessions/%E0%A4%A' })
+  t.equal(badUrl.statusCode, 400)
+  t.same(badUrl.json(), { error: 'The URL is not valid (malformed percent-encoding?)', code: 'BAD_URL', statusCode: 400 })
+})

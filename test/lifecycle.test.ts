@@ -1,5 +1,7 @@
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startFakeGemini } from './fake-gemini.js'
 import { ROOT, readLog, spawnServer } from './helper.js'
 
 const crashFixture = join(ROOT, 'test/fixtures/crash-after-start.mjs')
@@ -31,4 +33,67 @@ t.test('SIGTERM with nothing in flight: exit 0 promptly, logs flushed', async (t
   t.ok(lines.some((line) => line.userAgent === 'before-term'), 'the request line is in requests.log')
   t.match(server.stdout(), /"signal":"SIGTERM".*shutting down/)
   t.match(server.stdout(), /shutdown complete/)
+})
+
+const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
+
+async function slowChat (t: Test, env: Record<string, string> = {}) {
+  const fake = await startFakeGemini(t)
+  fake.setDefault({ text: 'Finished after a while.', delayMs: 1500 })
+  const server = await spawnServer(t, { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: fake.url, ...env })
+  const url = await server.url
+  const inFlight = fetch(`${url}/api/ai-companion/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'user-agent': 'in-flight' },
+    body: JSON.stringify({ message: 'hello', companionConfig: persona })
+  })
+  await fake.waitForRequests(1)
+  return { fake, server, url, inFlight }
+}
+
+t.test('SIGTERM drains a slow in-flight AI request: readiness 503 at once, 200 delivered, exit 0, its log line written', async (t) => {
+  const { server, url, inFlight } = await slowChat(t)
+  const agent = await fetch(`${url}/health/ready`) // opens a kept-alive connection for the probe below
+  t.equal(agent.status, 200)
+  server.child.kill('SIGTERM')
+  await sleep(200)
+  const ready = await fetch(`${url}/health/ready`).catch(() => undefined)
+  if (ready !== undefined) {
+    // The probe reused the kept-alive connection: it must say "draining".
+    t.equal(ready.status, 503)
+    t.same(await ready.json(), { status: 'shutting-down' })
+  } else {
+    t.pass('new connections are refused while draining')
+  }
+
+  const response = await inFlight
+  t.equal(response.status, 200, 'the in-flight request completed')
+  t.match(await response.json(), { message: 'Finished after a while.', fallback: false })
+  t.equal(await server.exited, 0)
+  const lines = await readLog(join(server.cwd, 'logs'), 'requests')
+  t.match(lines.find((line) => line.userAgent === 'in-flight'), { route: '/api/ai-companion/chat', status: 200 })
+  const ai = await readLog(join(server.cwd, 'logs'), 'ai-requests')
+  t.equal(ai.length, 1, 'the AI line is flushed too')
+})
+
+t.test('a second signal exits at once', async (t) => {
+  const { server, inFlight } = await slowChat(t, { SHUTDOWN_TIMEOUT_MS: '20000' })
+  inFlight.catch(() => undefined)
+  server.child.kill('SIGTERM')
+  await sleep(100)
+  const started = Date.now()
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 1)
+  t.ok(Date.now() - started < 1000, 'no drain after the second signal')
+})
+
+t.test('a drain longer than SHUTDOWN_TIMEOUT_MS is cut and the process still exits', async (t) => {
+  const { server, inFlight } = await slowChat(t, { SHUTDOWN_TIMEOUT_MS: '300' })
+  const cut = inFlight.then(() => 'answered', () => 'cut')
+  const started = Date.now()
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+  t.ok(Date.now() - started < 1400, 'did not wait for the 1.5 s upstream')
+  t.equal(await cut, 'cut')
+  t.match(server.stdout(), /drain timed out/)
 })

@@ -29,7 +29,7 @@ const limitHeaders = (headers: OutgoingHttpHeaders) => ({
 })
 
 const refusal = (seconds: number) => ({
-  error: `Too many requests, retry in ${seconds} seconds`,
+  error: `Too many requests, retry after ${seconds} s`,
   code: 'RATE_LIMITED',
   statusCode: 429,
   retryAfter: seconds

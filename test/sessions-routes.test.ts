@@ -8,7 +8,7 @@ import { buildTestApp } from './helper.js'
 
 const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
-const ID_ERROR = { error: 'id must match pattern "^[A-Za-z0-9_-]{1,128}$"', code: 'VALIDATION_ERROR', statusCode: 400 }
+const ID_ERROR = { error: 'id must be 1–128 characters of A–Z, a–z, 0–9, _ or -', code: 'VALIDATION_ERROR', statusCode: 400 }
 const limits = { RATE_LIMIT_MAX: 100000, SLOW_DOWN_AFTER: 100000, AI_RATE_LIMIT_MAX: 100000 }
 
 const notFound = (sessionId: string) =>

@@ -75,7 +75,7 @@ t.test('message rate (defaults 30 per 10 s): RATE_LIMITED past the rate, closed 
   for (let i = 1; i <= 61; i++) a.send('leave-session', { sessionId: 'x' }, `f${i}`)
   const answers = await a.take(60)
   t.same(answers.slice(0, 30).map((e) => [e.data.code, e.data.id]), Array.from({ length: 30 }, (_, i) => ['NOT_IN_SESSION', `f${i + 1}`]))
-  t.same(answers[30], { event: 'error', data: { message: 'Too many requests, retry in 10 seconds', code: 'RATE_LIMITED', id: 'f31' } })
+  t.same(answers[30], { event: 'error', data: { message: 'Too many requests, retry after 10 s', code: 'RATE_LIMITED', id: 'f31' } })
   t.same(answers.slice(30).map((e) => [e.data.code, e.data.id]), Array.from({ length: 30 }, (_, i) => ['RATE_LIMITED', `f${i + 31}`]))
   t.same(await a.closed, { code: 1008, reason: 'message rate exceeded' })
 })

@@ -144,7 +144,7 @@ t.test('text rules: trimmed, measured in code points, control characters refused
     t.equal((await b.next()).data.text, delivered)
   }
 
-  const textRule = 'data.text must be a string of 1–2000 characters without control characters'
+  const textRule = 'data.text must be a string of 1–2000 characters without control characters (tab, CR and LF are allowed)'
   await accepted('  padded \n', 'padded')
   await accepted('tab\tand\r\nnew line', 'tab\tand\r\nnew line')
   await accepted('💞'.repeat(2000), '💞'.repeat(2000)) // 2000 code points, 4000 UTF-16 units
@@ -157,13 +157,13 @@ t.test('text rules: trimmed, measured in code points, control characters refused
   await refused('chat message', { sessionId: 'rules', text: 42 }, textRule)
   await refused('chat message', { sessionId: 'rules' }, 'data.text is required')
   await refused('ask-question', { sessionId: 'rules', question: 'q'.repeat(1001) },
-    'data.question must be a string of 1–1000 characters without control characters')
+    'data.question must be a string of 1–1000 characters without control characters (tab, CR and LF are allowed)')
   await refused('question-answer', { sessionId: 'rules', question: 'q', answer: '' },
-    'data.answer must be a string of 1–2000 characters without control characters')
+    'data.answer must be a string of 1–2000 characters without control characters (tab, CR and LF are allowed)')
   await refused('join-session', { sessionId: 'other', playerName: 'two\nlines' },
-    'data.playerName must be a string of 1–50 characters on one line without control characters')
+    'data.playerName must be a string of 1–50 characters on one line, without control characters')
   await refused('join-session', { sessionId: 'other', playerName: 'n'.repeat(51) },
-    'data.playerName must be a string of 1–50 characters on one line without control characters')
+    'data.playerName must be a string of 1–50 characters on one line, without control characters')
   await refused('join-session', { sessionId: 'has space' }, 'data.sessionId must be a session code of 1–64 letters, digits, _ or -')
   await refused('join-session', { sessionId: 's'.repeat(65) }, 'data.sessionId must be a session code of 1–64 letters, digits, _ or -')
   await refused('leave-session', {}, 'data.sessionId is required')

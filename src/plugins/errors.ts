@@ -25,7 +25,11 @@ function validationMessage (error: FastifyError): string {
   const missing = (first.params as { missingProperty?: string }).missingProperty
   if (missing !== undefined) path.push(missing)
   const field = path.length > 0 ? path.join('.') : error.validationContext ?? 'request'
-  return missing !== undefined ? `${field} is required` : `${field} ${first.message ?? 'is invalid'}`
+  if (missing !== undefined) return `${field} is required`
+  // A raw regular expression explains nothing to a client; schemas say what they mean.
+  const patternMessage = (first as { parentSchema?: { patternMessage?: unknown } }).parentSchema?.patternMessage
+  if (first.keyword === 'pattern' && typeof patternMessage === 'string') return `${field} ${patternMessage}`
+  return `${field} ${first.message ?? 'is invalid'}`
 }
 
 export function toErrorBody (error: FastifyError): ErrorBody {

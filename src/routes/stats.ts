@@ -22,7 +22,10 @@ function bearerCheck (token: string): (authorization: string | undefined) => boo
 }
 
 // Scrapes are not user traffic: they stay out of the request metrics.
-const scrapeConfig = { metrics: false }
+// /api/stats is part of /api/* and rate-limited (SPEC §5); /metrics is not, or
+// a Prometheus scraping every 15 s would use most of the general budget.
+const statsConfig = { metrics: false }
+const scrapeConfig = { metrics: false, rateLimit: false as const }
 
 /** GET /api/stats and GET /metrics: the same figures as JSON and as Prometheus text. */
 const stats: FastifyPluginAsyncTypebox = async (app) => {
@@ -42,7 +45,7 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   app.get('/api/stats', {
-    config: scrapeConfig,
+    config: statsConfig,
     schema: {
       summary: 'Detailed metrics: counts since start, rates over the last 5 minutes, alerts',
       security,

@@ -12,3 +12,13 @@ export const Timestamp = Type.String({ format: 'date-time' })
 /** The error responses every route may give, to spread into a response schema map. */
 export const errorResponses = (...statusCodes: number[]): Record<number, TSchema> =>
   Object.fromEntries(statusCodes.map((status) => [status, Type.Ref(ErrorBody)]))
+
+/*
+ * Characters allowed in user text (SPEC §2.1, §3): no control characters
+ * except tab, CR and LF; single-line text (names) has no CR or LF either.
+ * HTTP (Ajv) and WebSocket (TypeBox compiler) schemas both build on these.
+ */
+export const TEXT_CHAR = '[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]'
+export const LINE_CHAR = '[^\\x00-\\x08\\x0A-\\x1F\\x7F-\\x9F]'
+export const TEXT_RULE = 'without control characters (tab, CR and LF are allowed)'
+export const LINE_RULE = 'on one line, without control characters'

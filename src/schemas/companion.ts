@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { ErrorBody, Timestamp } from './common.js'
+import { ErrorBody, LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE, Timestamp } from './common.js'
 import { SessionId } from './sessions.js'
 
 /*
@@ -8,13 +8,11 @@ import { SessionId } from './sessions.js'
  * characters are refused except tab, CR and LF; a name has no CR/LF either.
  */
 
-const MULTI_LINE = '^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$'
-const SINGLE_LINE = '^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F-\\u009F]*$'
-
-const text = (maxLength: number, minLength = 1) => Type.String({ minLength, maxLength, pattern: MULTI_LINE })
+const text = (maxLength: number, minLength = 1) =>
+  Type.String({ minLength, maxLength, pattern: `^${TEXT_CHAR}*$`, patternMessage: `must be text ${TEXT_RULE}` })
 
 export const CompanionConfig = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 50, pattern: SINGLE_LINE }),
+  name: Type.String({ minLength: 1, maxLength: 50, pattern: `^${LINE_CHAR}*$`, patternMessage: `must be text ${LINE_RULE}` }),
   personality: text(1000),
   identity: text(1000),
   gender: Type.Optional(text(20, 0)),

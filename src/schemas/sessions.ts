@@ -2,7 +2,11 @@ import { Type } from '@sinclair/typebox'
 import { ErrorBody, Timestamp } from './common.js'
 
 /** Ids of both session kinds: server-made companion ids, client-chosen multiplayer codes (SPEC §2.3). */
-export const SessionId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$', description: 'Session id: 1–128 of A–Z a–z 0–9 _ -' })
+export const SessionId = Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,128}$',
+  patternMessage: 'must be 1–128 characters of A–Z, a–z, 0–9, _ or -',
+  description: 'Session id: 1–128 of A–Z a–z 0–9 _ -'
+})
 
 export const SessionParams = Type.Object({ id: SessionId })
 

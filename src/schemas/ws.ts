@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import type { Participant, SessionEvent } from '../services/session-store.js'
+import { LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE } from './common.js'
 
 /*
  * The WebSocket protocol of SPEC §3: the client envelope and the data of each
@@ -13,13 +14,11 @@ import type { Participant, SessionEvent } from '../services/session-store.js'
  * fields reject CR and LF too.
  */
 
-const MULTI_LINE = '[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]'
-const SINGLE_LINE = '[^\\x00-\\x08\\x0A-\\x1F\\x7F-\\x9F]'
 
 const text = (min: number, max: number, singleLine = false) =>
-  Type.RegExp(new RegExp(`^${singleLine ? SINGLE_LINE : MULTI_LINE}{${min},${max}}$`, 'u'), {
+  Type.RegExp(new RegExp(`^${singleLine ? LINE_CHAR : TEXT_CHAR}{${min},${max}}$`, 'u'), {
     trim: true,
-    must: `a string of ${min}–${max} characters${singleLine ? ' on one line' : ''} without control characters`
+    must: `a string of ${min}–${max} characters ${singleLine ? LINE_RULE : TEXT_RULE}`
   })
 
 const SessionCode = Type.String({
