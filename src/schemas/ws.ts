@@ -14,7 +14,6 @@ import { LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE } from './common.js'
  * fields reject CR and LF too.
  */
 
-
 const text = (min: number, max: number, singleLine = false) =>
   Type.RegExp(new RegExp(`^${singleLine ? LINE_CHAR : TEXT_CHAR}{${min},${max}}$`, 'u'), {
     trim: true,
