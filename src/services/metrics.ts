@@ -154,21 +154,17 @@ export function createMetricsService ({
     window.add(field)
   }
 
-  function checkErrorRate (): boolean {
+  /** A rate alert over the window, once it holds enough samples to mean something. */
+  function checkRate (name: string, failures: number, total: number, thresholdPct: number): boolean {
     const { sums } = window
-    const rate = percent(sums[SERVER_ERRORS], sums[REQUESTS])
-    const on = sums[REQUESTS] >= thresholds.minRateSample && rate > thresholds.errorRatePct
-    alerts.set('highErrorRate', 'warning', on, round2(rate), thresholds.errorRatePct)
+    const rate = percent(sums[failures], sums[total])
+    const on = sums[total] >= thresholds.minRateSample && rate > thresholdPct
+    alerts.set(name, 'warning', on, round2(rate), thresholdPct)
     return on
   }
 
-  function checkAiFailures (): boolean {
-    const { sums } = window
-    const rate = percent(sums[AI_FAILURES], sums[AI_TOTAL])
-    const on = sums[AI_TOTAL] >= thresholds.minRateSample && rate > thresholds.aiFailureRatePct
-    alerts.set('highAIFailureRate', 'warning', on, round2(rate), thresholds.aiFailureRatePct)
-    return on
-  }
+  const checkErrorRate = () => checkRate('highErrorRate', SERVER_ERRORS, REQUESTS, thresholds.errorRatePct)
+  const checkAiFailures = () => checkRate('highAIFailureRate', AI_FAILURES, AI_TOTAL, thresholds.aiFailureRatePct)
 
   function checkConnections (): void {
     alerts.set('highConnections', 'warning', connections > thresholds.highConnections, connections, thresholds.highConnections)
