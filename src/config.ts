@@ -14,6 +14,10 @@ import { Value } from '@sinclair/typebox/value'
 const int = (defaultValue: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER) =>
   Type.Integer({ default: defaultValue, minimum, maximum })
 
+// Node's timers fire after 1 ms when given more than 2^31 − 1 ms.
+const MAX_TIMER_MS = 2 ** 31 - 1
+const ms = (defaultValue: number, minimum: number) => int(defaultValue, minimum, MAX_TIMER_MS)
+
 const text = (defaultValue: string, must: string, pattern?: string) =>
   Type.String({ default: defaultValue, must, ...(pattern === undefined ? {} : { pattern }) })
 
@@ -33,31 +37,31 @@ export const EnvSchema = Type.Object({
   GEMINI_API_KEY: Type.Optional(Type.String()),
   GEMINI_MODEL: text('gemini-2.5-flash', 'a model name like gemini-2.5-flash', '^[A-Za-z0-9._-]+$'),
   GEMINI_BASE_URL: optionalText('an http(s) URL', '^https?://\\S+$'),
-  AI_TIMEOUT_MS: int(20000, 1),
+  AI_TIMEOUT_MS: ms(20000, 1),
   AI_MAX_ATTEMPTS: int(3, 1, 10),
-  AI_RETRY_BASE_MS: int(1000, 0),
+  AI_RETRY_BASE_MS: ms(1000, 0),
   AI_HISTORY_MESSAGES: int(20, 0, 1000),
   AI_MAX_CONCURRENCY: int(64, 1),
 
-  SESSION_TTL_MS: int(1800000, 1000),
+  SESSION_TTL_MS: ms(1800000, 1000),
   SESSION_MAX_PARTICIPANTS: int(10, 2, 1000),
 
   RATE_LIMIT_MAX: int(100, 1),
-  RATE_LIMIT_WINDOW_MS: int(900000, 1000),
+  RATE_LIMIT_WINDOW_MS: ms(900000, 1000),
   AI_RATE_LIMIT_MAX: int(10, 1),
-  AI_RATE_LIMIT_WINDOW_MS: int(60000, 1000),
+  AI_RATE_LIMIT_WINDOW_MS: ms(60000, 1000),
   SLOW_DOWN_AFTER: int(50, 0),
-  SLOW_DOWN_DELAY_MS: int(500, 0),
-  SLOW_DOWN_MAX_DELAY_MS: int(10000, 0),
+  SLOW_DOWN_DELAY_MS: ms(500, 0),
+  SLOW_DOWN_MAX_DELAY_MS: ms(10000, 0),
 
   BODY_LIMIT: int(65536, 1024, 100 * 1024 * 1024),
-  REQUEST_TIMEOUT_MS: int(30000, 1000),
-  KEEP_ALIVE_TIMEOUT_MS: int(72000, 1000),
+  REQUEST_TIMEOUT_MS: ms(30000, 1000),
+  KEEP_ALIVE_TIMEOUT_MS: ms(72000, 1000),
 
   WS_MAX_PAYLOAD: int(16384, 256, 100 * 1024 * 1024),
-  WS_PING_INTERVAL_MS: int(30000, 100),
+  WS_PING_INTERVAL_MS: ms(30000, 100),
   WS_MESSAGE_RATE: int(30, 1),
-  WS_MESSAGE_WINDOW_MS: int(10000, 100),
+  WS_MESSAGE_WINDOW_MS: ms(10000, 100),
   WS_MAX_CONNECTIONS: int(10000, 1),
   WS_MAX_CONNECTIONS_PER_IP: int(50, 1),
   WS_MAX_BUFFERED_BYTES: int(1048576, 1024),
@@ -69,15 +73,15 @@ export const EnvSchema = Type.Object({
   LOG_RETENTION_DAYS: int(7, 1, 3650),
   LOG_MAX_SIZE: text('10m', 'a size like 500k, 10m or 1g', '^[1-9]\\d*[kmg]?$'),
 
-  STATS_INTERVAL_MS: int(300000, 100),
+  STATS_INTERVAL_MS: ms(300000, 100),
   STATS_TOKEN: optionalText('a non-empty token'),
-  SHUTDOWN_TIMEOUT_MS: int(10000, 100),
+  SHUTDOWN_TIMEOUT_MS: ms(10000, 100),
 
   MEMORY_WARN_MB: int(800, 1),
   MEMORY_LIMIT_MB: int(1024, 1),
   ERROR_RATE_ALERT_PCT: int(20, 0, 100),
   AI_FAILURE_ALERT_PCT: int(50, 0, 100),
-  SLOW_RESPONSE_MS: int(5000, 1),
+  SLOW_RESPONSE_MS: ms(5000, 1),
   HIGH_CONNECTIONS: int(100, 1)
 })
 
@@ -119,9 +123,15 @@ export function readEnvironment (env: NodeJS.ProcessEnv = process.env, dotenvPat
  */
 export function loadConfig (raw: Record<string, string | number | undefined>): Config {
   const input: Record<string, unknown> = {}
-  for (const key of Object.keys(EnvSchema.properties)) {
-    const value = raw[key]
-    if (value !== undefined && value !== '') input[key] = typeof value === 'string' ? value.trim() : value
+  for (const [key, schema] of Object.entries(EnvSchema.properties) as Array<[keyof Config, TSchema]>) {
+    const value = typeof raw[key] === 'string' ? raw[key].trim() : raw[key]
+    if (value === undefined || value === '') continue
+    // Value.Convert would read "1.5", "1e3" or "0x10" as an integer; only
+    // plain decimal digits are one.
+    if (schema.type === 'integer' && typeof value === 'string' && !/^-?\d+$/.test(value)) {
+      throw new ConfigError(key, describe(schema))
+    }
+    input[key] = value
   }
   const config = Value.Convert(EnvSchema, Value.Default(EnvSchema, input))
   const first = Value.Errors(EnvSchema, config).First()

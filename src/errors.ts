@@ -11,6 +11,7 @@ export const Errors = {
   VALIDATION_ERROR: createError('VALIDATION_ERROR', '%s', 400),
   INVALID_JSON: createError('INVALID_JSON', '%s', 400),
   BAD_URL: createError('BAD_URL', 'The URL is not valid (malformed percent-encoding?)', 400),
+  REQUEST_TIMEOUT: createError('REQUEST_TIMEOUT', 'The request body did not arrive within %d ms', 408),
   PAYLOAD_TOO_LARGE: createError('PAYLOAD_TOO_LARGE', 'Request body is larger than %d bytes', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'Request body must be application/json', 415),
   UNAUTHORIZED: createError('UNAUTHORIZED', 'A valid bearer token is required', 401),

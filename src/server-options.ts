@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { LogController, type FastifyError, type FastifyHttpOptions, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
@@ -10,6 +11,27 @@ import { Errors } from './errors.js'
  * that tests parse, validate and time out exactly as production does.
  */
 const MAX_PARAM_LENGTH = 256
+
+/** Errors Node's HTTP parser raises before Fastify sees a request. */
+const CLIENT_ERRORS: Record<string, [status: number, reason: string, code: string, message: string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request did not arrive in time'],
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'Request headers are too large']
+}
+const MALFORMED: [number, string, string, string] = [400, 'Bad Request', 'BAD_REQUEST', 'Malformed HTTP request']
+
+/**
+ * Fastify's default answer to a malformed request has its own body shape;
+ * this one keeps SPEC §2's. Hooks never run for these: there is no request.
+ */
+function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, reason, code, message] = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED
+  const body = JSON.stringify({ error: message, code, statusCode: status })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(error)
+}
 
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
   return {
@@ -35,6 +57,7 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
       // (400) instead of silently missing the route (404).
       maxParamLength: MAX_PARAM_LENGTH
     },
+    clientErrorHandler,
     // Fastify answers these before routing, with its own body shape (and a
     // 414 for long parameters); keep the SPEC §2 error shape instead.
     frameworkErrors: (error: FastifyError, _request, reply: FastifyReply) => {

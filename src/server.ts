@@ -36,7 +36,7 @@ closeWithGrace({
     // A process-level fault: record it durably, then let the supervisor
     // restart a clean process (exit 1) rather than run on in an unknown state.
     app.logFiles.errors.fatal({ err }, 'process fault')
-    logger.fatal({ errType: err.name }, 'process fault, exiting')
+    logger.fatal({ errType: err.name, errMessage: err.message }, 'process fault, exiting')
     await new Promise<void>((resolve) => app.logFiles.errors.flush(() => resolve()))
     return
   }

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { createLogFiles, type LogFiles } from '../services/log-files.js'
 
@@ -6,6 +7,7 @@ declare module 'fastify' {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000
+const CLIENT_CLOSED_REQUEST = 499
 
 /**
  * Opens the rotated log files, writes one requests.log line per completed
@@ -24,29 +26,42 @@ export default fp(async (app) => {
   const pruneTimer = setInterval(prune, DAY_MS).unref()
 
   // The id in every log line about the request, given to the client for support.
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 
-  app.addHook('onResponse', async (request, reply) => {
-    const responseTimeMs = Math.round(reply.elapsedTime * 100) / 100
+  function requestLine (request: FastifyRequest, status: number, responseTimeMs: number | null) {
     const queryStart = request.url.indexOf('?')
-    const line = {
+    return {
       reqId: request.id,
       method: request.method,
       route: request.routeOptions.url ?? null,
       path: queryStart === -1 ? request.url : request.url.slice(0, queryStart),
-      status: reply.statusCode,
+      status,
       responseTimeMs,
       ip: request.ip,
       userAgent: request.headers['user-agent'] ?? null
     }
+  }
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const responseTimeMs = Math.round(reply.elapsedTime * 100) / 100
+    const line = requestLine(request, reply.statusCode, responseTimeMs)
     if (responseTimeMs > SLOW_RESPONSE_MS) {
       logFiles.requests.warn(line, 'slow response')
       app.log.warn({ reqId: request.id, route: line.route, responseTimeMs }, 'slow response')
     } else {
       logFiles.requests.info(line, 'request completed')
     }
+    done()
+  })
+
+  // A client that hangs up before its answer gets no onResponse; it still
+  // gets its line, with nginx's "client closed request" status.
+  app.addHook('onRequestAbort', (request, done) => {
+    logFiles.requests.info(requestLine(request, CLIENT_CLOSED_REQUEST, null), 'request aborted by the client')
+    done()
   })
 
   app.addHook('onClose', async () => {

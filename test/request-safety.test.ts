@@ -1,0 +1,62 @@
+import { connect } from 'node:net'
+import t from 'tap'
+import { readLog, startServer, waitForLogLine } from './helper.js'
+
+/** Sends raw bytes and collects what the server answers until it closes. */
+function raw (port: number, chunks: string[], gapMs = 0): Promise<{ text: string, elapsedMs: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now()
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.setEncoding('latin1').on('data', (chunk: string) => { text += chunk })
+    socket.on('close', () => resolve({ text, elapsedMs: Date.now() - started }))
+    socket.on('error', reject)
+    let index = 0
+    const sendNext = () => {
+      if (socket.destroyed || index >= chunks.length) return
+      socket.write(chunks[index++])
+      if (gapMs > 0) setTimeout(sendNext, gapMs)
+      else sendNext()
+    }
+    socket.on('connect', sendNext)
+  })
+}
+
+t.test('a body that trickles in slower than REQUEST_TIMEOUT_MS gets 408 and its connection closed', async (t) => {
+  const { port } = await startServer(t, { REQUEST_TIMEOUT_MS: 1000 })
+  const body = JSON.stringify({ companionConfig: { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'friend' } })
+  const head = `POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`
+  // One byte every 300 ms: the whole body would take ~30 s.
+  const { text, elapsedMs } = await raw(port, [head, ...body], 300)
+  t.match(text, /^HTTP\/1\.1 408 Request Timeout\r\n/)
+  t.match(text, /\r\nconnection: close\r\n/i)
+  t.match(text, /\{"error":"The request body did not arrive within 1000 ms","code":"REQUEST_TIMEOUT","statusCode":408\}$/)
+  t.ok(elapsedMs >= 1000, `not before the timeout (${elapsedMs} ms)`)
+  t.ok(elapsedMs < 4000, `within about a second of it (${elapsedMs} ms)`)
+})
+
+t.test('a malformed request (a control character in a header) gets 400 in the SPEC §2 shape', async (t) => {
+  const { port } = await startServer(t)
+  const { text } = await raw(port, ['GET /health/live HTTP/1.1\r\nHost: x\r\nUser-Agent: evil\u001b[31m\r\n\r\n'])
+  t.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(text, /\r\n\r\n\{"error":"Malformed HTTP request","code":"BAD_REQUEST","statusCode":400\}$/)
+})
+
+t.test('logged values cannot forge lines or fields', async (t) => {
+  const { app, port } = await startServer(t)
+  const forged = '{"level":"fatal","msg":"forged"}'
+  const { text } = await raw(port, [
+    `GET /health/live?level=fatal&msg=forged HTTP/1.1\r\nHost: x\r\nUser-Agent: probe ${forged}\r\nConnection: keep-alive\r\n\r\n`,
+    `GET /x%0D%0A${encodeURIComponent(forged)} HTTP/1.1\r\nHost: x\r\nUser-Agent: second\r\nConnection: close\r\n\r\n`
+  ])
+  t.match(text, /^HTTP\/1\.1 200 OK/)
+  t.match(text, /HTTP\/1\.1 404 Not Found/)
+
+  await waitForLogLine(app.config.LOG_DIR, 'requests', (line) => line.userAgent === 'second')
+  const lines = await readLog(app.config.LOG_DIR, 'requests')
+  t.equal(lines.length, 2, 'exactly one line per request: nothing forged a second one')
+  t.match(lines[0], { level: 'info', msg: 'request completed', path: '/health/live', status: 200 })
+  t.equal(lines[0].userAgent, `probe ${forged}`, 'a JSON-looking value stays a string inside its field')
+  t.match(lines[1], { level: 'info', msg: 'request completed', status: 404 })
+  t.equal(lines[1].path, `/x%0D%0A${encodeURIComponent(forged)}`, 'the path is logged as sent, still encoded: no CR/LF')
+})
