@@ -7,6 +7,7 @@ import type { AiOutcome } from '../src/services/ai-outcome.js'
 import { blockedReply, greetingFallback, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { AiUnavailableError, createAiService, type AiServiceOptions } from '../src/services/ai/service.js'
 import { apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini, type FakeGemini } from './fake-gemini.js'
+import { until } from './helper.js'
 
 /*
  * The AI service without Fastify, talking through the real SDK to the fake
@@ -190,11 +191,12 @@ t.test('a hung upstream is cut by the per-attempt timeout', async (t) => {
   fake.script({ hang: true }, { hang: true })
   const started = Date.now()
   await unavailable(t, chat(ai), 'TIMEOUT', 1)
-  t.ok(Date.now() - started >= 290, 'two attempts of 150 ms')
+  // Two attempts of 150 ms; one alone could not take 250 (the margin is for timers firing early).
+  t.ok(Date.now() - started >= 250, 'two attempts of 150 ms')
   t.same(outcomes, [failed('TIMEOUT', { attempts: 2, latencyMs: 500 })])
-  await sleep(50)
+  // The fake sees each abort when its socket closes, a moment later.
+  await until(() => fake.inFlight === 0, 5000, 'the fake to see both sockets close')
   t.same(fake.requests.map((request) => request.abandoned), [true, true], 'both upstream calls were aborted')
-  t.equal(fake.inFlight, 0)
 })
 
 t.test('five failed requests open the circuit; after 30 s one trial decides', async (t) => {
@@ -348,36 +350,45 @@ t.test('a consumer that stops reading ends the upstream call and reports it', as
   const stream = ai.replyStream(persona, [], 'hi')
   t.same(await stream.next(), { value: 'a', done: false })
   await stream.return(undefined as never)
-  await sleep(50)
+  await until(() => fake.inFlight === 0, 5000, 'the fake to see the socket close')
   t.equal(fake.requests[0].abandoned, true, 'upstream aborted')
-  t.same(outcomes, [failed('CLIENT_GONE', { streamed: true })])
+  t.same(outcomes, [{ ...failed('CLIENT_GONE', { streamed: true }), result: 'aborted' }], 'nobody was answered: aborted, not failed')
 })
 
 t.test('a client that goes away aborts the upstream call without counting against the circuit', async (t) => {
   const fake = await startFakeGemini(t)
   fake.setDefault({ hang: true })
+  const backoffs: number[] = []
   const { ai, outcomes } = setup(fake, {
-    // A real backoff sleep, so the client can leave during it too.
-    sleep: (ms, signal) => sleep(ms, undefined, { signal })
+    // A real backoff sleep, so the client can leave during it too; recorded so
+    // the test knows when a backoff has begun.
+    sleep: (ms, signal) => {
+      backoffs.push(ms)
+      return sleep(ms, undefined, { signal })
+    }
   })
   for (let i = 0; i < 5; i++) {
     const controller = new AbortController()
     const reply = chat(ai, 'hi', controller.signal)
     await fake.waitForRequests(i + 1)
     controller.abort()
-    await unavailable(t, reply, 'CLIENT_GONE', 1)
+    t.equal(await reply.catch((error: unknown) => error), controller.signal.reason, 'rejects with the signal\'s reason, as fetch does')
   }
-  await sleep(50)
-  t.ok(fake.requests.every((request) => request.abandoned), 'every upstream call was aborted')
+  await until(() => fake.inFlight === 0, 5000, 'the fake to see every socket close')
+  t.same(fake.requests.map((request) => request.abandoned), Array(5).fill(true), 'every upstream call was aborted')
+  t.same(backoffs, [], 'each client left during its attempt')
   t.equal(ai.status().circuit, 'closed')
-  t.same(outcomes.map((outcome) => outcome.errorCode), Array(5).fill('CLIENT_GONE'))
+  t.same(outcomes.map((outcome) => [outcome.result, outcome.errorCode]), Array(5).fill(['aborted', 'CLIENT_GONE']))
 
   fake.setDefault(apiError(503))
   const controller = new AbortController()
   const reply = chat(ai, 'hi', controller.signal)
-  await fake.waitForRequests(6)
-  await sleep(20)
+  await until(() => backoffs.length === 1, 5000, 'the backoff after the 503')
   controller.abort()
-  await unavailable(t, reply, 'CLIENT_GONE', 1)
-  t.equal(fake.requests.length, 6, 'left during the backoff: no further attempt')
+  t.equal(await reply.catch((error: unknown) => error), controller.signal.reason)
+  t.same(backoffs, [500], 'the client left during the one backoff')
+  // (The real sleep does not move the injected clock: latency 0.)
+  t.same(outcomes.at(-1), { ...failed('CLIENT_GONE'), result: 'aborted' })
+  t.equal(fake.requests.length, 6, 'no further attempt')
+  t.equal(ai.status().circuit, 'closed', 'leaving is not an upstream failure')
 })

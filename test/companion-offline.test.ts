@@ -1,6 +1,6 @@
 import t from 'tap'
 import { greetingFallback, offlineReply } from '../src/services/ai/fallbacks.js'
-import { buildTestApp, spawnServer, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, spawnServer, waitForLogLine } from './helper.js'
 
 /* SPEC §4.6: no GEMINI_API_KEY → a working companion with canned replies, said loudly at startup. */
 
@@ -38,23 +38,26 @@ t.test('offline mode answers 200 with persona-aware canned replies', async (t) =
     { result: 'offline', attempts: 0, streamed: false, msg: 'ai request' })
 })
 
-t.test('the server warns loudly at startup when GEMINI_API_KEY is unset', async (t) => {
+const OFFLINE_WARNING = 'GEMINI_API_KEY is not set: the AI companion runs in OFFLINE MODE and answers with canned replies. Set GEMINI_API_KEY to use Gemini.'
+
+t.test('the app warns once at startup when GEMINI_API_KEY is unset, and not when it is set', async (t) => {
+  const offline = await buildAppWithLog(t)
+  t.same(offline.stdout().filter((line) => line.level === 'warn').map((line) => line.msg), [OFFLINE_WARNING], 'one warning, this one')
+  await offline.app.inject('/health/live')
+  t.equal(offline.stdout().filter((line) => line.msg === OFFLINE_WARNING).length, 1, 'at startup only, not per request')
+
+  const online = await buildAppWithLog(t, { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: 'http://127.0.0.1:9' })
+  t.same(online.stdout().filter((line) => line.level === 'warn'), [], 'no warning with a key')
+  t.equal(online.app.ai.status().provider, 'gemini')
+})
+
+t.test('the real process prints the warning on stdout and starts anyway', async (t) => {
   const server = await spawnServer(t)
   const url = await server.url
   t.equal((await fetch(`${url}/health/live`)).status, 200, 'and starts anyway')
-  const warning = server.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line)).find((line) => line.level === 'warn')
-  t.match(warning, {
-    level: 'warn',
-    msg: 'GEMINI_API_KEY is not set: the AI companion runs in OFFLINE MODE and answers with canned replies. Set GEMINI_API_KEY to use Gemini.'
-  })
-  server.child.kill('SIGTERM')
-  t.equal(await server.exited, 0)
-})
-
-t.test('no warning when a key is configured', async (t) => {
-  const server = await spawnServer(t, { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: 'http://127.0.0.1:9' })
-  await server.url
-  t.notMatch(server.stdout(), 'OFFLINE')
+  const lines = server.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line))
+  t.same(lines.filter((line) => line.level === 'warn').map((line) => line.msg), [OFFLINE_WARNING])
+  t.ok(lines.findIndex((line) => line.msg === OFFLINE_WARNING) < lines.findIndex((line) => line.msg === 'ready'), 'before "ready"')
   server.child.kill('SIGTERM')
   t.equal(await server.exited, 0)
 })

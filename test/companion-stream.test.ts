@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { blockedReply, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, startFakeGemini } from './fake-gemini.js'
-import { startServer, waitForLogLine } from './helper.js'
+import { readLog, startServer, waitForLogLine } from './helper.js'
 
 /*
  * SPEC §2.2 streaming and §4.3 "the upstream call is aborted when the client
@@ -133,16 +133,17 @@ function rawPost (url: string, body: unknown, headers: Record<string, string> = 
   return { req, response }
 }
 
-t.test('a client that goes away aborts the upstream call (JSON and SSE) and frees its slot', async (t) => {
-  const { fake, app, sessionId, chatUrl } = await setup(t, { AI_MAX_CONCURRENCY: 1 })
+t.test('a client that goes away aborts the upstream call (JSON and SSE) and frees its slot; it is no AI failure', async (t) => {
+  const { fake, app, url, sessionId, chatUrl } = await setup(t, { AI_MAX_CONCURRENCY: 1 })
+  const dir = app.config.LOG_DIR
 
   fake.script({ hang: true })
   const waiting = rawPost(chatUrl, { sessionId, message: 'hi' })
   await fake.waitForRequests(2)
   waiting.req.destroy()
   await until(t, () => fake.requests[1].abandoned, 'JSON: the upstream call was aborted')
-  t.match(await waitForLogLine(app.config.LOG_DIR, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE'),
-    { operation: 'chat', result: 'failed', streamed: false, attempts: 1 })
+  t.match(await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE'),
+    { operation: 'chat', result: 'aborted', streamed: false, attempts: 1 })
 
   fake.script({ chunks: ['one', ' two', ' three'], chunkDelayMs: 400 })
   const streaming = rawPost(chatUrl, { sessionId, message: 'hi' }, SSE)
@@ -152,10 +153,27 @@ t.test('a client that goes away aborts the upstream call (JSON and SSE) and free
   t.equal(first.toString(), 'event: chunk\ndata: {"text":"one"}\n\n')
   streaming.req.destroy()
   await until(t, () => fake.requests[2].abandoned, 'SSE: the upstream stream was aborted')
-  t.match(await waitForLogLine(app.config.LOG_DIR, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE' && line.streamed === true),
-    { operation: 'chat', result: 'failed', attempts: 1 })
+  t.match(await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE' && line.streamed === true),
+    { operation: 'chat', result: 'aborted', attempts: 1 })
+
+  fake.script({ hang: true })
+  const greeting = rawPost(`${url}/api/ai-companion/initialize`, { companionConfig })
+  await fake.waitForRequests(4)
+  greeting.req.destroy()
+  await until(t, () => fake.requests[3].abandoned, 'greeting: the upstream call was aborted')
+  t.match(await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE' && line.operation === 'greeting'),
+    { result: 'aborted', streamed: false, attempts: 1 })
+
+  const session = await (await fetch(`${url}/api/sessions/${sessionId}`)).json() as { messageCount: number }
+  t.equal(session.messageCount, 1, 'nothing of the abandoned exchanges is history (only the greeting)')
+  const stats = await (await fetch(`${url}/api/stats`)).json() as { ai: Record<string, unknown>, requests: Record<string, unknown>, errors: unknown }
+  t.match(stats.ai, { total: 4, successful: 1, failures: 0, fallbacks: 0, failureRate: 0 }, 'aborted requests count in the total only')
+  t.match(stats.requests, { serverErrors: 0 })
+  t.same(stats.errors, { count: 0, recent: [] }, 'no 503 for a response nobody received')
+  t.same(await readLog(dir, 'errors'), [], 'nothing in errors.log')
+  t.same((await readLog(dir, 'requests')).filter((line) => line.status >= 500), [], 'no 5xx in requests.log')
 
   const after = await postJson(chatUrl, { sessionId, message: 'still there?' })
-  t.equal(after.status, 200, 'AI_MAX_CONCURRENCY is 1: both slots were released')
+  t.equal(after.status, 200, 'AI_MAX_CONCURRENCY is 1: every slot was released')
   t.equal(app.ai.status().circuit, 'closed')
 })

@@ -3,7 +3,7 @@ import type { App } from '../src/app.js'
 import type { AiOutcome } from '../src/services/ai-outcome.js'
 import { VERSION } from '../src/version.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
-import { buildAppWithLog, buildTestApp, readLog } from './helper.js'
+import { buildAppWithLog, buildTestApp, readLog, waitForLogLine } from './helper.js'
 
 /*
  * GET /health, /health/live and /health/ready through the whole app: the
@@ -73,6 +73,10 @@ t.test('memory at the limit: 503 unhealthy on /health only, every other route st
   t.equal((await app.inject('/api/stats')).statusCode, 200)
 
   // Logged once however many probes saw it: the critical one in errors.log.
+  // Writes are asynchronous: wait for the line, then close the app (which
+  // flushes every log) so a duplicate could not still be on its way.
+  await waitForLogLine(config.LOG_DIR, 'errors', (line) => line.msg === 'alert started: memoryLimit')
+  await app.close()
   const started = (await readLog(config.LOG_DIR, 'errors')).filter((line) => line.msg === 'alert started: memoryLimit')
   t.equal(started.length, 1)
   t.match(started[0], { level: 'error', alert: { name: 'memoryLimit', level: 'critical', threshold: 1 } })

@@ -70,6 +70,15 @@ export async function waitForLogLine (logDir: string, name: string, predicate: (
   }
 }
 
+/** Polls `predicate` until it holds (for effects that land asynchronously, like a socket's close). */
+export async function until (predicate: () => boolean, timeoutMs = 5000, what = 'the condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(10)
+  }
+}
+
 export interface ChildServer {
   child: ChildProcessWithoutNullStreams
   stdout: () => string
@@ -109,6 +118,10 @@ export async function spawnServer (t: Test, env: Record<string, string | undefin
     exited.then((code) => reject(new Error(`server exited (${code}) before ready: ${err}`)), reject)
   })
   url.catch(() => undefined)
+  // A tap timeout ends this process without teardowns: take the child along.
+  const killChild = () => { child.kill('SIGKILL') }
+  process.once('exit', killChild)
+  exited.finally(() => process.off('exit', killChild)).catch(() => undefined)
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   return { child, stdout: () => out, stderr: () => err, url, exited, cwd: workDir }
 }

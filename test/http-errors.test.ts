@@ -73,10 +73,12 @@ t.test('a 5xx shows nothing internal to the client and is logged to errors.log w
   t.same(response.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
   t.notMatch(response.body, /secret|srv|stack/)
 
+  const reqId = response.headers['x-request-id']
+  t.type(reqId, 'string', 'the client gets the request id')
   const line = await waitForLogLine(app.config.LOG_DIR, 'errors', (l) => l.msg === 'request failed')
+  t.equal(line.reqId, reqId, 'the line carries the id the client was given')
   t.match(line, {
     level: 'error',
-    reqId: response.headers['x-request-id'] ?? String,
     route: '/test/boom',
     method: 'GET',
     ip: '127.0.0.1',

@@ -23,6 +23,19 @@ const outcome = (result: AiOutcome['result'], latencyMs: number): AiOutcome =>
 /** Nearest-rank percentile, the definition /api/stats uses. */
 const percentile = (sorted: number[], p: number) => sorted[Math.ceil((p * sorted.length) / 100) - 1]
 
+/** Traffic the figures count: not the probes and scrapes. */
+const counted = (line: Record<string, any>) => line.route !== null ? !/^\/(health|metrics|api\/stats)/.test(line.route) : true
+
+/** The response times requests.log recorded for counted traffic, sorted, once `count` of them are written. */
+async function loggedTimes (logDir: string, count: number): Promise<number[]> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    const logged = (await readLog(logDir, 'requests')).filter(counted)
+    if (logged.length >= count || Date.now() > deadline) return logged.map((line) => line.responseTimeMs as number).sort((a, b) => a - b)
+    await sleep(20)
+  }
+}
+
 t.test('GET /api/stats after a known sequence of requests: exact counts, rates and percentiles', async (t) => {
   const { app, config } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addTestRoutes)
 
@@ -110,13 +123,7 @@ t.test('GET /api/stats after a known sequence of requests: exact counts, rates a
 
   // The percentiles are exactly the nearest ranks of the 7 response times requests.log recorded.
   const { performance } = stats
-  const counted = (line: Record<string, any>) => line.route !== null ? !/^\/(health|metrics|api\/stats)/.test(line.route) : true
-  let logged: Array<Record<string, any>> = []
-  for (let i = 0; i < 100 && logged.length < 7; i++) {
-    logged = (await readLog(config.LOG_DIR, 'requests')).filter(counted)
-    if (logged.length < 7) await sleep(20)
-  }
-  const times = logged.map((line) => line.responseTimeMs as number).sort((a, b) => a - b)
+  const times = await loggedTimes(config.LOG_DIR, 7)
   t.equal(times.length, 7)
   t.equal(performance.sampleSize, 7)
   t.equal(performance.p50Ms, percentile(times, 50))
@@ -155,7 +162,7 @@ t.test('AI figures from the real AI routes against the fake Gemini', async (t) =
 })
 
 t.test('GET /metrics: Prometheus text with the request counter and the default process metrics', async (t) => {
-  const { app } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addTestRoutes)
+  const { app, config } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addTestRoutes)
   await app.inject('/test/ok')
   await app.inject('/test/ok')
   await app.inject('/nope')
@@ -185,7 +192,11 @@ t.test('GET /metrics: Prometheus text with the request counter and the default p
   t.equal(value('loverscode_ai_circuit_state{state="closed"}'), '1')
   t.equal(value('loverscode_ai_info{provider="offline",model="gemini-2.5-flash"}'), '1')
   t.equal(value('loverscode_http_error_rate_percent'), '25')
-  t.match(value('loverscode_http_response_time_milliseconds{stat="p95"}'), /^\d/)
+  // The percentiles are the nearest ranks of the 4 response times requests.log recorded.
+  const times = await loggedTimes(config.LOG_DIR, 4)
+  t.equal(times.length, 4)
+  t.same(['p50', 'p95', 'p99'].map((stat) => value(`loverscode_http_response_time_milliseconds{stat="${stat}"}`)),
+    [String(times[1]), String(times[3]), String(times[3])])
   for (const name of ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds', 'process_cpu_user_seconds_total']) {
     t.ok(lines.some((line) => line.startsWith(name + ' ') || line.startsWith(name + '{')), `default metric ${name}`)
   }
@@ -243,7 +254,43 @@ t.test('every STATS_INTERVAL_MS: a snapshot in server-stats.log and a summary on
     errorRate: 0,
     window: { seconds: 300, total: 2, successful: 1, clientErrors: 1, serverErrors: 0 }
   })
-  for (const key of ['uptime', 'ai', 'connections', 'sessions', 'performance', 'errors', 'alerts', 'thresholds']) t.ok(key in line, key)
+  t.same(Object.keys(line.uptime), ['seconds', 'minutes', 'hours', 'days'])
+  t.ok(Object.values(line.uptime).every(Number.isInteger))
+  t.same(line.ai, {
+    total: 0,
+    successful: 0,
+    failures: 0,
+    fallbacks: 0,
+    blocked: 0,
+    successRate: 100,
+    failureRate: 0,
+    avgLatencyMs: 0,
+    p95LatencyMs: 0,
+    provider: 'offline',
+    model: 'gemini-2.5-flash',
+    circuit: 'closed',
+    window: { seconds: 300, total: 0, successful: 0, failures: 0, fallbacks: 0, blocked: 0 }
+  })
+  t.same(line.connections, { current: 0, peak: 0 })
+  t.same(line.sessions, { active: 0, companion: 0, multiplayer: 0 })
+  const times = await loggedTimes(config.LOG_DIR, 2)
+  t.equal(times.length, 2)
+  t.match(line.performance, { sampleSize: 2, p50Ms: times[0], p95Ms: times[1], p99Ms: times[1] })
+  t.ok(Math.abs(line.performance.avgResponseTimeMs - (times[0] + times[1]) / 2) <= 0.01)
+  t.ok(line.performance.memory.rssMB > 0 && line.performance.memory.heapUsedMB > 0)
+  t.same(line.errors, { count: 0, recent: [] })
+  t.same(line.alerts, [])
+  t.same(line.thresholds, {
+    memoryWarnMB: 800,
+    memoryLimitMB: 1024,
+    errorRatePct: 20,
+    aiFailureRatePct: 50,
+    slowResponseMs: 5000,
+    highConnections: 100,
+    eventLoopStallMs: 1000,
+    minRateSample: 10,
+    slowClearMs: 100
+  })
 
   const summary = stdout().find((entry) => typeof entry.msg === 'string' && entry.msg.startsWith('stats: 2 requests'))
   t.ok(summary, 'a one-line summary on stdout')
@@ -251,11 +298,13 @@ t.test('every STATS_INTERVAL_MS: a snapshot in server-stats.log and a summary on
     level: 'info',
     requests: 2,
     errorRate: 0,
+    p95Ms: times[1],
     connections: 0,
     sessions: 0,
-    alerts: 0,
-    msg: /^stats: 2 requests, 0% errors \(last 300 s\), p95 [\d.]+ ms, 0 connections, 0 sessions, rss [\d.]+ MB, 0 alerts$/
+    alerts: 0
   })
+  t.equal(summary?.msg, `stats: 2 requests, 0% errors (last 300 s), p95 ${times[1]} ms, 0 connections, 0 sessions, rss ${summary?.rssMB} MB, 0 alerts`)
+  t.ok(summary?.rssMB > 0)
 
   // The timer keeps going and stops with the app.
   await waitForLogLine(config.LOG_DIR, 'server-stats', (entry) => entry.msg === 'stats snapshot' && entry.time > line.time)

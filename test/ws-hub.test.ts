@@ -3,7 +3,7 @@ import t from 'tap'
 import { WebSocketServer } from 'ws'
 import { Errors } from '../src/errors.js'
 import { createChatHub, type ChatHub, type Member } from '../src/services/chat-hub.js'
-import { createMemorySessionStore, type SessionStore } from '../src/services/session-store.js'
+import { createMemorySessionStore, type ChatTurn, type MultiplayerSession, type Participant, type Persona, type SessionStore } from '../src/services/session-store.js'
 import { createWsGateway } from '../src/services/ws-gateway.js'
 import { TestClient } from './ws-client.js'
 
@@ -61,10 +61,28 @@ t.test('two hubs sharing a store and a publish bus behave as one (the shape of a
   await t.rejects(hubs[0].chat(sam, 'date', 'gone'), { code: 'NOT_IN_SESSION' })
 })
 
+/**
+ * A second SessionStore for the test: a shared store (as Redis would be) that
+ * is reachable for joins and reads but whose writes of messages fail with
+ * `failure`. It implements the interface itself, delegating the calls that
+ * work to a real memory store, rather than patching a method of ours.
+ */
+class WritesFailingStore implements SessionStore {
+  failure: Error = new Errors.STORE_UNAVAILABLE()
+  constructor (private readonly reachable: SessionStore) {}
+  get (id: string) { return this.reachable.get(id) }
+  createCompanion (persona: Persona) { return this.reachable.createCompanion(persona) }
+  appendTurns (id: string, turns: ChatTurn[], keep: number) { return this.reachable.appendTurns(id, turns, keep) }
+  join (id: string, participant: Participant, maxParticipants: number) { return this.reachable.join(id, participant, maxParticipants) }
+  leave (id: string, userId: string) { return this.reachable.leave(id, userId) }
+  async appendEvent (): Promise<MultiplayerSession | undefined> { throw this.failure }
+  delete (id: string) { return this.reachable.delete(id) }
+  counts () { return this.reachable.counts() }
+  close () { return this.reachable.close() }
+}
+
 t.test('gateway: a store failure is an error event; an unexpected one is INTERNAL_ERROR and reported with context', async (t) => {
-  const store = memoryStore(t)
-  let failure: Error = new Errors.STORE_UNAVAILABLE()
-  const failing: SessionStore = { ...store, appendEvent: async () => { throw failure } }
+  const failing = new WritesFailingStore(memoryStore(t))
   const reported: unknown[] = []
   const gateway = createWsGateway({
     hub: createChatHub({ store: failing, maxParticipants: 10 }),
@@ -91,7 +109,7 @@ t.test('gateway: a store failure is an error event; an unexpected one is INTERNA
   })
   t.same(reported, [])
 
-  failure = new TypeError('socket hang up')
+  failing.failure = new TypeError('socket hang up')
   client.send('chat message', { sessionId: 'flaky', text: 'hello' }, 'c2')
   t.same(await client.next(), { event: 'error', data: { message: 'Internal server error', code: 'INTERNAL_ERROR', id: 'c2' } })
   t.same(reported, [{ message: 'socket hang up', userId: client.userId, ip: '127.0.0.1' }])

@@ -5,6 +5,8 @@ declare module 'fastify' {
   interface FastifyInstance { ai: AiService }
 }
 
+const IDLE_WAIT_MS = 1000
+
 /**
  * The AI companion service (SPEC §4), configured from the environment. Each
  * AI request's outcome becomes one ai-requests.log line (never any text) and
@@ -35,4 +37,13 @@ export default fp(async (app) => {
   }
 
   app.decorate('ai', ai)
+
+  // Calls cut off at shutdown (connections closed after SHUTDOWN_TIMEOUT_MS)
+  // are aborted and report a moment later; this hook runs before the logging
+  // plugin's (onClose runs in reverse registration order), so their
+  // ai-requests.log lines are written before the files close. Bounded in case
+  // the SDK hangs, well within server.ts's margin after the drain.
+  app.addHook('onClose', async () => {
+    if (!await ai.idle(IDLE_WAIT_MS)) app.log.warn({ waitedMs: IDLE_WAIT_MS }, 'AI requests still in flight at shutdown: their ai-requests.log lines may be lost')
+  })
 }, { name: 'ai', dependencies: ['config', 'logging', 'metrics'] })

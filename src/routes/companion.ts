@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream'
+import { finished, Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
@@ -36,10 +36,15 @@ function trimStrings (value: unknown, depth: number): void {
 const toPersona = ({ name, personality, identity, gender = '', role }: Static<typeof CompanionConfig>): Persona =>
   ({ name, personality, identity, gender, role })
 
-/** Aborted when the client goes away before the response is complete, so the upstream call stops too. */
+/**
+ * Aborted when the client goes away before the response is complete (also if
+ * it already has), so the upstream call stops too. A handler whose signal
+ * aborted just returns: Fastify sends nothing on a closed connection, and a
+ * client that left is no 503 (its AI outcome is `aborted`).
+ */
 function disconnectSignal (reply: FastifyReply): AbortSignal {
   const controller = new AbortController()
-  reply.raw.once('close', () => {
+  finished(reply.raw, () => {
     if (!reply.raw.writableFinished) controller.abort()
   })
   return controller.signal
@@ -98,10 +103,18 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
    */
   async function streamChat (reply: FastifyReply, session: CompanionSession, message: string, signal: AbortSignal) {
     const replies = ai.replyStream(session.persona, session.history, message, { signal })
+    // The AI request ends with the response, however that ends: a client gone
+    // mid-stream, or even before the stream below was first read (a stream
+    // destroyed unread never runs its generator, so a `finally` there would be
+    // skipped and the request would keep its concurrency slot and never report).
+    finished(reply.raw, () => {
+      replies.return(undefined as never).catch((error: unknown) => app.log.error({ errType: (error as Error).name }, 'ending an AI stream failed'))
+    })
     let first: IteratorResult<string, CompanionReply>
     try {
       first = await replies.next()
     } catch (error) {
+      if (signal.aborted) return
       throw await failed(error, session, message)
     }
 
@@ -123,9 +136,6 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
         if (!(error instanceof AiUnavailableError)) throw error
         await sessions.appendTurns(session.id, turnsFor(message), keep)
         yield sse('error', { error: new Errors.AI_UNAVAILABLE().message, code: 'AI_UNAVAILABLE', message: error.fallbackText })
-      } finally {
-        // The client left mid-stream: end the AI request (upstream call, slot, outcome) too.
-        await replies.return(undefined as never)
       }
     }
 
@@ -146,10 +156,12 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const persona = toPersona(request.body.companionConfig)
     const session = await sessions.createCompanion(persona)
+    const signal = disconnectSignal(reply)
     let greeting: CompanionReply
     try {
-      greeting = await ai.greet(persona, { signal: disconnectSignal(reply) })
+      greeting = await ai.greet(persona, { signal })
     } catch (error) {
+      if (signal.aborted) return
       throw unavailable(error, session.id, 'greeting')
     }
     if (!greeting.fallback) await sessions.appendTurns(session.id, [{ role: 'model', text: greeting.text }], keep)
@@ -181,6 +193,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     try {
       result = await ai.reply(session.persona, session.history, message, { signal })
     } catch (error) {
+      if (signal.aborted) return
       throw await failed(error, session, message)
     }
     await sessions.appendTurns(session.id, turnsFor(message, result), keep)

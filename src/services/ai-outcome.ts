@@ -11,9 +11,10 @@ export interface AiOutcome {
    * ok: the model answered; blocked: safety filter or empty reply (200 with a
    * deflection); offline: no API key (200 with a canned reply); failed: the
    * request ended in 503 AI_UNAVAILABLE (upstream error, timeout, circuit
-   * open, queue full, client gone).
+   * open, queue full); aborted: the client went away first (errorCode
+   * CLIENT_GONE), so nothing was answered: neither a failure nor a fallback.
    */
-  result: 'ok' | 'blocked' | 'offline' | 'failed'
+  result: 'ok' | 'blocked' | 'offline' | 'failed' | 'aborted'
   attempts: number
   latencyMs: number
   inputTokens?: number

@@ -230,7 +230,8 @@ export function createMetricsService ({
 
     /**
      * One AI request's end. `failed` is a failure and a fallback; `blocked`
-     * and `offline` are fallbacks only (blocked also counted on its own).
+     * and `offline` are fallbacks only (blocked also counted on its own);
+     * `aborted` counts in the total only.
      * Latency figures cover answers from the model (ok, blocked).
      */
     recordAi (outcome: AiOutcome): void {
@@ -252,6 +253,9 @@ export function createMetricsService ({
           break
         case 'offline':
           count(AI_FALLBACKS)
+          break
+        case 'aborted':
+          // The client left first: in the total only, neither a failure nor a fallback.
           break
       }
       checkAiFailures()

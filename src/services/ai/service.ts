@@ -1,3 +1,4 @@
+import { EventEmitter, once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { AiOutcome, AiStatus } from '../ai-outcome.js'
 import type { ChatTurn, Persona } from '../session-store.js'
@@ -41,7 +42,11 @@ export interface CompanionReply {
 }
 
 export interface CallOptions {
-  /** Aborted when the client goes away: the upstream call is aborted too. */
+  /**
+   * Aborted when the client goes away: the upstream call is aborted too, and
+   * the call rejects with the signal's reason (as fetch does), not with
+   * AiUnavailableError: nobody is left to answer.
+   */
   signal?: AbortSignal
 }
 
@@ -114,6 +119,9 @@ export function createAiService (options: AiServiceOptions) {
   const breaker = createCircuitBreaker({ now })
   const limiter = createConcurrencyLimiter({ max: maxConcurrency, maxQueue: maxConcurrency, maxWaitMs: timeoutMs })
   const policy = { maxAttempts, baseMs: retryBaseMs, timeoutMs, random }
+  // Requests started and not yet reported; 'idle' when that drops to none.
+  let inFlight = 0
+  const events = new EventEmitter()
 
   function recordFailure (failure: UpstreamFailure): void {
     if (failure.perDayQuota) breaker.openFor(Math.min(failure.retryDelayMs ?? PER_DAY_MAX_OPEN_MS, PER_DAY_MAX_OPEN_MS))
@@ -129,16 +137,25 @@ export function createAiService (options: AiServiceOptions) {
   /**
    * One AI request, all attempts included. Yields text chunks when streamed
    * (a non-streamed job never yields) and returns the final reply; throws
-   * AiUnavailableError when there is none. Reports exactly one outcome, also
-   * when the consumer stops iterating early.
+   * AiUnavailableError when there is none, or the signal's reason when the
+   * client went away. Reports exactly one outcome, also when the consumer
+   * stops iterating early.
    */
   async function * run (job: Job): AsyncGenerator<string, CompanionReply> {
     const started = now()
     let attempts = 0
     let reported = false
+    inFlight++
     const report = (result: AiOutcome['result'], details: Partial<AiOutcome> = {}) => {
       reported = true
       onOutcome({ operation: job.operation, model, streamed: job.streamed, result, attempts, latencyMs: now() - started, ...details })
+      if (--inFlight === 0) events.emit('idle')
+    }
+    // The client left: no verdict on upstream health, and no failure of the AI.
+    const aborted = () => {
+      breaker.abandon()
+      report('aborted', { errorCode: 'CLIENT_GONE' })
+      return job.signal?.reason
     }
     const unavailable = (code: string, waitMs: number) => {
       report('failed', { errorCode: code })
@@ -168,13 +185,14 @@ export function createAiService (options: AiServiceOptions) {
     try {
       release = await limiter.acquire(job.signal)
     } catch (error) {
+      if (!(error instanceof LimiterRejection)) throw aborted()
       breaker.abandon()
-      throw unavailable(error instanceof LimiterRejection ? error.reason : 'CLIENT_GONE', retryBaseMs)
+      throw unavailable(error.reason, retryBaseMs)
     }
 
-    const request = buildRequest(job.persona, job.operation, job.history, job.message, historyMessages)
     let emitted = false
     try {
+      const request = buildRequest(job.persona, job.operation, job.history, job.message, historyMessages)
       for (;;) {
         attempts++
         const attempt = attemptSignal(job.signal, timeoutMs)
@@ -195,10 +213,7 @@ export function createAiService (options: AiServiceOptions) {
           breaker.success()
           return finish(reply)
         } catch (error) {
-          if (job.signal?.aborted === true) {
-            breaker.abandon()
-            throw unavailable('CLIENT_GONE', retryBaseMs)
-          }
+          if (job.signal?.aborted === true) throw aborted()
           const failure = classifyFailure(error, attempt.timedOut())
           // Text already sent to the client cannot be taken back by a retry.
           const wait = emitted ? undefined : nextRetryDelay(failure, attempts, policy)
@@ -209,8 +224,7 @@ export function createAiService (options: AiServiceOptions) {
           try {
             await sleep(wait, job.signal)
           } catch {
-            breaker.abandon()
-            throw unavailable('CLIENT_GONE', retryBaseMs)
+            throw aborted()
           }
         } finally {
           attempt.end()
@@ -218,11 +232,8 @@ export function createAiService (options: AiServiceOptions) {
       }
     } finally {
       release()
-      if (!reported) {
-        // The consumer stopped reading a stream (client gone) mid-reply.
-        breaker.abandon()
-        report('failed', { errorCode: 'CLIENT_GONE' })
-      }
+      // The consumer stopped reading a stream (client gone) mid-reply.
+      if (!reported) aborted()
     }
   }
 
@@ -235,6 +246,20 @@ export function createAiService (options: AiServiceOptions) {
 
   return {
     status: (): AiStatus => ({ provider: client === undefined ? 'offline' : 'gemini', model, circuit: breaker.state() }),
+
+    /**
+     * Resolves true once every request started has reported its outcome
+     * (none in flight), or false when `timeoutMs` passes first.
+     */
+    async idle (timeoutMs: number): Promise<boolean> {
+      if (inFlight === 0) return true
+      try {
+        await once(events, 'idle', { signal: AbortSignal.timeout(timeoutMs) })
+        return true
+      } catch {
+        return false
+      }
+    },
 
     /** The companion's first message (SPEC §4.2). */
     greet: (persona: Persona, { signal }: CallOptions = {}) =>
