@@ -27,8 +27,14 @@ import { serverOptions } from './server-options.js'
 export async function buildApp (config: Config, logger: Logger) {
   const app = Fastify(serverOptions(config, logger)).withTypeProvider<TypeBoxTypeProvider>()
 
-  // Order matters: each concern may use what the ones above it decorate, and
-  // plugins that hook onRoute (docs, rate limits) must exist before routes.
+  // Order matters (SPEC: configuration, logging, security, rate limits,
+  // metrics, AI, sessions, WebSocket chat, then routes):
+  // - each plugin may use what the ones above it decorate (logFiles, metrics…);
+  // - lifecycle first, so draining is decided before any other hook runs;
+  // - docs and rate limits hook onRoute, so they precede every route; docs
+  //   come first so their own UI routes are not rate-limited;
+  // - onClose runs in reverse: the AI plugin waits for in-flight outcomes and
+  //   WebSockets close with 1001 before the log files are flushed and closed.
   await app.register(configPlugin, { config })
   await app.register(lifecyclePlugin)
   await app.register(loggingPlugin)
