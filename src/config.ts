@@ -45,6 +45,7 @@ export const EnvSchema = Type.Object({
 
   SESSION_TTL_MS: ms(1800000, 1000),
   SESSION_MAX_PARTICIPANTS: int(10, 2, 1000),
+  SESSION_MEMORY_MB: int(256, 1),
 
   RATE_LIMIT_MAX: int(100, 1),
   RATE_LIMIT_WINDOW_MS: ms(900000, 1000),

@@ -82,32 +82,124 @@ export function newSessionId (): string {
 
 export interface MemoryStoreOptions {
   ttlMs: number
+  /** The estimated bytes all sessions together may hold before the least recently active are evicted. */
+  maxBytes?: number
+  /** Called after a write that evicted sessions, with how many it evicted. */
+  onEvict?: (count: number) => void
   /** How often expired sessions are removed; the request path never scans. */
   sweepIntervalMs?: number
   now?: () => number
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] extends readonly (infer U)[] ? U[] : T[K] }
-
-/** Keeps the last `keep` items of `list`, in place. */
-function trimTo<T> (list: T[], keep: number): void {
-  if (list.length > keep) list.splice(0, list.length - keep)
+export type MemorySessionStore = SessionStore & {
+  sweep: () => number
+  /** The current size estimate of everything stored, in bytes. */
+  readonly bytes: number
 }
 
-export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60_000, ttlMs), now = Date.now }: MemoryStoreOptions): SessionStore & { sweep: () => number } {
+type Mutable<T> = { -readonly [K in keyof T]: T[K] extends readonly (infer U)[] ? U[] : T[K] }
+type Stored = Mutable<Session>
+
+/*
+ * Sizes are estimates, not measurements: UTF-16 string lengths (V8 keeps
+ * Latin-1 text at one byte a character, so most text is over-counted) plus
+ * fixed allowances for the objects, arrays and map entries around them.
+ */
+const SESSION_OVERHEAD_BYTES = 512
+const ENTRY_OVERHEAD_BYTES = 128
+
+const textBytes = (value: string) => value.length * 2
+
+const turnBytes = (turn: ChatTurn) => ENTRY_OVERHEAD_BYTES + textBytes(turn.text)
+
+const participantBytes = (p: Participant) => ENTRY_OVERHEAD_BYTES + textBytes(p.userId) + textBytes(p.playerName)
+
+/** The text fields of a delivered envelope (the chat hub's are all flat strings). */
+function eventBytes (event: SessionEvent): number {
+  let bytes = ENTRY_OVERHEAD_BYTES
+  for (const key in event.data) {
+    const value = event.data[key]
+    // Anything but a string is rare here; measure it by its JSON.
+    bytes += typeof value === 'string' ? textBytes(value) : (JSON.stringify(value)?.length ?? 0) * 2
+  }
+  return bytes
+}
+
+function personaBytes (persona: Persona): number {
+  return textBytes(persona.name) + textBytes(persona.personality) + textBytes(persona.identity) + textBytes(persona.gender) + textBytes(persona.role)
+}
+
+const sum = <T>(items: readonly T[], size: (item: T) => number) => items.reduce((total, item) => total + size(item), 0)
+
+/** Keeps the last `keep` items of `list`, in place, and returns the bytes of those dropped. */
+function trimTo<T> (list: T[], keep: number, size: (item: T) => number): number {
+  const excess = list.length - keep
+  if (excess <= 0) return 0
+  return sum(list.splice(0, excess), size)
+}
+
+export function createMemorySessionStore ({
+  ttlMs, maxBytes = Number.POSITIVE_INFINITY, onEvict, sweepIntervalMs = Math.min(60_000, ttlMs), now = Date.now
+}: MemoryStoreOptions): MemorySessionStore {
   const companions = new Map<string, Mutable<CompanionSession>>()
   const multiplayers = new Map<string, Mutable<MultiplayerSession>>()
+  /*
+   * Every session's estimated size, in one of two maps. `idle` holds the
+   * sessions that may be evicted (companions, and multiplayer sessions nobody
+   * is connected to) in least-recently-active-first order: activity deletes
+   * and re-inserts, which is O(1). `pinned` holds multiplayer sessions with
+   * people connected; they are never evicted or expired, so they need no order.
+   * Keyed by the session object, so a multiplayer code equal to a companion id
+   * cannot collide.
+   */
+  const idle = new Map<Stored, number>()
+  const pinned = new Map<Stored, number>()
+  let total = 0
 
+  const isPinned = (session: Stored) => session.kind === 'multiplayer' && session.participants.length > 0
   const isExpired = (session: SessionBase, at: number) => at - session.lastActivity >= ttlMs
-  // Connected people keep a multiplayer session alive however quiet they are.
-  const isRemovable = (session: Mutable<Session>, at: number) =>
-    isExpired(session, at) && (session.kind === 'companion' || session.participants.length === 0)
 
-  function live<S extends Mutable<Session>> (map: Map<string, S>, id: string): S | undefined {
+  function remove (session: Stored): void {
+    total -= idle.get(session) ?? pinned.get(session) ?? 0
+    idle.delete(session)
+    pinned.delete(session)
+    if (session.kind === 'companion') companions.delete(session.id)
+    else multiplayers.delete(session.id)
+  }
+
+  /**
+   * Evicts from the least recently active end until the estimate is within
+   * budget. The session being written is skipped (so every write succeeds),
+   * and pinned sessions are not in `idle` at all: when they alone exceed the
+   * budget the store stays over it, bounded by the WebSocket connection caps.
+   */
+  function evict (writing: Stored): void {
+    let evicted = 0
+    for (const session of idle.keys()) {
+      if (total <= maxBytes) break
+      if (session === writing) continue
+      remove(session)
+      evicted++
+    }
+    if (evicted > 0) onEvict?.(evicted)
+  }
+
+  /** A write of `delta` bytes: `session` becomes the most recently active, then the budget is kept. */
+  function written (session: Stored, delta: number): void {
+    const bytes = (idle.get(session) ?? pinned.get(session) ?? 0) + delta
+    total += delta
+    idle.delete(session)
+    pinned.delete(session)
+    ;(isPinned(session) ? pinned : idle).set(session, bytes)
+    if (total > maxBytes) evict(session)
+  }
+
+  function live<S extends Stored> (map: Map<string, S>, id: string): S | undefined {
     const session = map.get(id)
     if (session === undefined) return undefined
-    if (isRemovable(session, now())) {
-      map.delete(id)
+    // Connected people keep a multiplayer session alive however quiet they are.
+    if (!isPinned(session) && isExpired(session, now())) {
+      remove(session)
       return undefined
     }
     return session
@@ -116,12 +208,10 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
   function sweep (): number {
     const at = now()
     let removed = 0
-    for (const map of [companions, multiplayers] as Array<Map<string, Mutable<Session>>>) {
-      for (const [id, session] of map) {
-        if (isRemovable(session, at)) {
-          map.delete(id)
-          removed++
-        }
+    for (const session of idle.keys()) {
+      if (isExpired(session, at)) {
+        remove(session)
+        removed++
       }
     }
     return removed
@@ -131,6 +221,10 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
 
   return {
     sweep,
+
+    get bytes () {
+      return total
+    },
 
     async get (id) {
       return live(companions, id) ?? live(multiplayers, id)
@@ -142,6 +236,7 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
         kind: 'companion', id: newSessionId(), persona: { ...persona }, history: [], messageCount: 0, createdAt: at, lastActivity: at
       }
       companions.set(session.id, session)
+      written(session, SESSION_OVERHEAD_BYTES + textBytes(session.id) + personaBytes(persona))
       return session
     },
 
@@ -149,9 +244,10 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
       const session = live(companions, id)
       if (session === undefined) return undefined
       session.history.push(...turns)
-      trimTo(session.history, keep)
+      const dropped = trimTo(session.history, keep, turnBytes)
       session.messageCount += turns.length
       session.lastActivity = now()
+      written(session, sum(turns, turnBytes) - dropped)
       return session
     },
 
@@ -162,13 +258,18 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
         const at = now()
         session = { kind: 'multiplayer', id, participants: [], history: [], messageCount: 0, createdAt: at, lastActivity: at }
         multiplayers.set(id, session)
+        written(session, SESSION_OVERHEAD_BYTES + textBytes(id))
       }
+      let delta = 0
       const already = session.participants.some((p) => p.userId === participant.userId)
       if (!already) {
         if (session.participants.length >= maxParticipants) return { ok: false, reason: 'full' }
-        session.participants.push({ ...participant })
+        const joining = { ...participant }
+        session.participants.push(joining)
+        delta = participantBytes(joining)
       }
       session.lastActivity = now()
+      written(session, delta)
       return { ok: true, session, created }
     },
 
@@ -176,8 +277,9 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
       const session = live(multiplayers, id)
       if (session === undefined) return undefined
       const index = session.participants.findIndex((p) => p.userId === userId)
-      if (index !== -1) session.participants.splice(index, 1)
+      const delta = index === -1 ? 0 : -participantBytes(session.participants.splice(index, 1)[0])
       session.lastActivity = now()
+      written(session, delta)
       return session
     },
 
@@ -185,14 +287,18 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
       const session = live(multiplayers, id)
       if (session === undefined) return undefined
       session.history.push(event)
-      trimTo(session.history, keep)
+      const dropped = trimTo(session.history, keep, eventBytes)
       session.messageCount++
       session.lastActivity = now()
+      written(session, eventBytes(event) - dropped)
       return session
     },
 
     async delete (id) {
-      return companions.delete(id) || multiplayers.delete(id)
+      const session = companions.get(id) ?? multiplayers.get(id)
+      if (session === undefined) return false
+      remove(session)
+      return true
     },
 
     async counts () {
@@ -203,6 +309,9 @@ export function createMemorySessionStore ({ ttlMs, sweepIntervalMs = Math.min(60
       clearInterval(timer)
       companions.clear()
       multiplayers.clear()
+      idle.clear()
+      pinned.clear()
+      total = 0
     }
   }
 }
