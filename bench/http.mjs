@@ -4,7 +4,7 @@
 // pinned to different cores with taskset when it exists.
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir, availableParallelism } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 
@@ -13,7 +13,7 @@ const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10)
 const WARMUP_S = 3
 const CONNECTIONS = 50
 
-const hasTaskset = (() => { try { execFileSync('taskset', ['-V']); return availableParallelism() > 1 } catch { return false } })()
+const hasTaskset = (() => { try { execFileSync('taskset', ['-V']); return cpus().length > 1 } catch { return false } })()
 const pinned = (core, command, args) => hasTaskset ? ['taskset', ['-c', String(core), command, ...args]] : [command, args]
 
 function start (script, env) {

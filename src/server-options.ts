@@ -36,6 +36,10 @@ function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex): void
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
   return {
     loggerInstance: logger,
+    // request.log is the app logger itself: our few request-scoped lines carry
+    // reqId explicitly, and a pino child per request (its bindings serialised
+    // through redaction) was a measurable share of a small route's CPU.
+    childLoggerFactory: (parent) => parent,
     // One line per request goes to requests.log (plugins/logging.ts); stdout
     // keeps the lifecycle log only.
     logController: new LogController({ disableRequestLogging: true }),
