@@ -5,6 +5,7 @@ import { LogController, type FastifyError, type FastifyHttpOptions, type Fastify
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
 import { Errors } from './errors.js'
+import { securityHeaders } from './services/security-headers.js'
 
 /*
  * The Fastify server options, shared by src/server.ts and test/helper.ts so
@@ -34,6 +35,7 @@ function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex): void
 }
 
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
+  const headers = securityHeaders(config)
   return {
     loggerInstance: logger,
     // request.log is the app logger itself: our few request-scoped lines carry
@@ -65,6 +67,8 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     // Fastify answers these before routing, with its own body shape (and a
     // 414 for long parameters); keep the SPEC §2 error shape instead.
     frameworkErrors: (error: FastifyError, _request, reply: FastifyReply) => {
+      // No hook runs for these, so the security headers are set here.
+      for (const [name, value] of headers) reply.header(name, value)
       const rejected = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new Errors.VALIDATION_ERROR(`A path parameter is longer than ${MAX_PARAM_LENGTH} characters`)
         : new Errors.BAD_URL()

@@ -98,4 +98,8 @@ t.test('URLs Fastify rejects before routing still get the SPEC §2 error shape',
   const badUrl = await app.inject({ url: '/api/sessions/%E0%A4%A' })
   t.equal(badUrl.statusCode, 400)
   t.same(badUrl.json(), { error: 'The URL is not valid (malformed percent-encoding?)', code: 'BAD_URL', statusCode: 400 })
+  for (const response of [longId, badUrl]) {
+    t.match(response.headers['content-security-policy'], /default-src 'self'/, 'security headers are set here too')
+    t.equal(response.headers['x-content-type-options'], 'nosniff')
+  }
 })

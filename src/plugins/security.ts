@@ -1,28 +1,10 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import helmet, { type HelmetOptions } from 'helmet'
 import sjson from 'secure-json-parse'
 import { Errors } from '../errors.js'
 import { createOriginPolicy } from '../services/origins.js'
-
-/**
- * Runs helmet once against a recording response and returns the headers it
- * sets. Our helmet options hold no per-request parts (no CSP nonces), so the
- * headers are the same for every response. @fastify/helmet instead rebuilds
- * the helmet middleware, CSP parsing included, on every request, which cost
- * a large share of a small route's throughput (SPEC §11).
- */
-function helmetHeaders (options: HelmetOptions): Array<[string, string]> {
-  const headers = new Map<string, string>()
-  const recorder = {
-    setHeader: (name: string, value: string | number) => headers.set(name.toLowerCase(), String(value)),
-    removeHeader: (name: string) => headers.delete(name.toLowerCase())
-  }
-  helmet(options)({} as IncomingMessage, recorder as unknown as ServerResponse, () => {})
-  return [...headers]
-}
+import { securityHeaders } from '../services/security-headers.js'
 
 const kBodyTimer = Symbol('bodyTimer')
 
@@ -67,18 +49,12 @@ function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
  * @see https://github.com/fastify/fastify-cors
  */
 export default fp(async (app) => {
-  const { NODE_ENV, REQUEST_TIMEOUT_MS } = app.config
+  const { REQUEST_TIMEOUT_MS } = app.config
   const isAllowedOrigin = createOriginPolicy(app.config)
 
-  const securityHeaders = helmetHeaders({
-    contentSecurityPolicy: {
-      useDefaults: true,
-      directives: { defaultSrc: ["'self'"] }
-    },
-    strictTransportSecurity: NODE_ENV === 'production' ? { maxAge: 31536000, includeSubDomains: true } : false
-  })
+  const headers = securityHeaders(app.config)
   app.addHook('onRequest', (_request, reply, done) => {
-    for (const [name, value] of securityHeaders) reply.header(name, value)
+    for (const [name, value] of headers) reply.header(name, value)
     done()
   })
 
