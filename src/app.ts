@@ -30,16 +30,18 @@ export async function buildApp (config: Config, logger: Logger) {
   // Order matters (SPEC: configuration, logging, security, rate limits,
   // metrics, AI, sessions, WebSocket chat, then routes):
   // - each plugin may use what the ones above it decorate (logFiles, metrics…);
-  // - lifecycle first, so draining is decided before any other hook runs;
+  // - lifecycle right after security: a request refused while draining has
+  //   already got its request id and security headers, and is refused
+  //   before rate limits, metrics or handlers see it;
   // - docs and rate limits hook onRoute, so they precede every route; docs
   //   come first so their own UI routes are not rate-limited;
   // - onClose runs in reverse: the AI plugin waits for in-flight outcomes and
   //   WebSockets close with 1001 before the log files are flushed and closed.
   await app.register(configPlugin, { config })
-  await app.register(lifecyclePlugin)
   await app.register(loggingPlugin)
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
+  await app.register(lifecyclePlugin)
   await app.register(docsPlugin)
   await app.register(rateLimitPlugin)
   await app.register(metricsPlugin)

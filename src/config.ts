@@ -14,8 +14,8 @@ import { Value } from '@sinclair/typebox/value'
 const int = (defaultValue: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER) =>
   Type.Integer({ default: defaultValue, minimum, maximum })
 
-// Node's timers fire after 1 ms when given more than 2^31 − 1 ms.
-const MAX_TIMER_MS = 2 ** 31 - 1
+/** Node's timers fire after 1 ms when given more than 2^31 − 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
 const ms = (defaultValue: number, minimum: number) => int(defaultValue, minimum, MAX_TIMER_MS)
 
 const text = (defaultValue: string, must: string, pattern?: string) =>
@@ -76,7 +76,9 @@ export const EnvSchema = Type.Object({
 
   STATS_INTERVAL_MS: ms(300000, 100),
   STATS_TOKEN: optionalText('a non-empty token'),
-  SHUTDOWN_TIMEOUT_MS: ms(10000, 100),
+  // At most 10 minutes: no orchestrator waits longer, and the process adds
+  // its own margin on top (server.ts), which must stay a valid timer.
+  SHUTDOWN_TIMEOUT_MS: int(10000, 100, 600000),
 
   MEMORY_WARN_MB: int(800, 1),
   MEMORY_LIMIT_MB: int(1024, 1),

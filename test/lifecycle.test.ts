@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFakeGemini } from './fake-gemini.js'
-import { ROOT, readLog, spawnServer } from './helper.js'
+import { ROOT, buildTestApp, readLog, spawnServer } from './helper.js'
 
 const crashFixture = join(ROOT, 'test/fixtures/crash-after-start.mjs')
 
@@ -112,4 +112,19 @@ t.test('a drain longer than SHUTDOWN_TIMEOUT_MS is cut and the process still exi
   t.ok(Date.now() - started < 1400, 'did not wait for the 1.5 s upstream')
   t.equal(await cut, 'cut')
   t.match(server.stdout(), /drain timed out/)
+})
+
+t.test('a request refused while draining still has its request id and security headers', async (t) => {
+  const app = await buildTestApp(t)
+  app.lifecycle.beginShutdown()
+  const refused = await app.inject({ url: '/' })
+  t.equal(refused.statusCode, 503)
+  t.same(refused.json(), { error: 'Server is shutting down, retry on another instance', code: 'SHUTTING_DOWN', statusCode: 503 })
+  t.equal(refused.headers.connection, 'close')
+  t.match(refused.headers['content-security-policy'], /default-src 'self'/)
+  t.equal(refused.headers['x-content-type-options'], 'nosniff')
+  t.match(refused.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  const probe = await app.inject({ url: '/health/ready' })
+  t.equal(probe.statusCode, 503)
+  t.same(probe.json(), { status: 'shutting-down' })
 })

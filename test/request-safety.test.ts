@@ -60,3 +60,36 @@ t.test('logged values cannot forge lines or fields', async (t) => {
   t.match(lines[1], { level: 'info', msg: 'request completed', status: 404 })
   t.equal(lines[1].path, `/x%0D%0A${encodeURIComponent(forged)}`, 'the path is logged as sent, still encoded: no CR/LF')
 })
+
+const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'friend' }
+
+t.test('a slow-down delay longer than REQUEST_TIMEOUT_MS does not count against the body', async (t) => {
+  const { url } = await startServer(t, { REQUEST_TIMEOUT_MS: 1000, SLOW_DOWN_AFTER: 0, SLOW_DOWN_DELAY_MS: 1500, SLOW_DOWN_MAX_DELAY_MS: 1500 })
+  const started = Date.now()
+  const response = await fetch(`${url}/api/ai-companion/initialize`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ companionConfig: persona })
+  })
+  t.equal(response.status, 200)
+  t.ok(Date.now() - started >= 1400, 'it was delayed')
+  t.equal((await fetch(`${url}/health/live`)).status, 200, 'the process is alive')
+})
+
+t.test('an answer sent before the body was read closes the connection; a read body keeps it', async (t) => {
+  const { port } = await startServer(t, { REQUEST_TIMEOUT_MS: 1000 })
+  // 415 before a single body byte is read; the client would trickle 100 bytes.
+  const { text, elapsedMs } = await raw(port, ['POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], 300)
+  t.match(text, /^HTTP\/1\.1 415 Unsupported Media Type\r\n/)
+  t.match(text, /\r\nconnection: close\r\n/i)
+  t.ok(elapsedMs < 1500, `closed at once, not after the whole trickle (${elapsedMs} ms)`)
+
+  const body = JSON.stringify({ companionConfig: persona })
+  const { text: kept } = await raw(port, [
+    `POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    'GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+  ])
+  t.match(kept, /^HTTP\/1\.1 200 OK\r\n/)
+  t.match(kept, /\r\nconnection: keep-alive\r\n/i, 'a fully read body keeps the connection alive')
+  t.equal(kept.match(/HTTP\/1\.1 200 OK/g)?.length, 2, 'the next request on it is served')
+})

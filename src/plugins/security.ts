@@ -12,12 +12,19 @@ declare module 'fastify' {
   interface FastifyRequest { [kBodyTimer]: NodeJS.Timeout | null }
 }
 
+const hasBody = (request: FastifyRequest) =>
+  request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined
+
 /**
- * Node 20 enforces `requestTimeout` only until a request's headers are in: a
- * body that then trickles in a byte at a time is never cut (checked against
- * Node 20.20). So a request with a body gets a timer from its headers on;
- * when it fires before the body is parsed, the body stream fails with a 408,
- * which the error handler renders, and the connection is closed.
+ * Slow-body defence. Node 20 enforces `requestTimeout` only until a request's
+ * headers are in: a body that then trickles in a byte at a time is never cut
+ * (checked against Node 20.20). So:
+ * - while Fastify reads a body (from preParsing, i.e. after any slow-down
+ *   delay), a timer makes the body stream fail with a 408 after
+ *   REQUEST_TIMEOUT_MS, which the error handler renders;
+ * - a response sent before its request's body was read (415, 429, a GET with
+ *   a body…) closes the connection, or Node would keep reading and
+ *   discarding that body for as long as the client trickles it.
  */
 function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
   app.decorateRequest(kBodyTimer, null)
@@ -26,18 +33,27 @@ function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
     clearTimeout(request[kBodyTimer])
     request[kBodyTimer] = null
   }
-  app.addHook('onRequest', (request, reply, done) => {
-    const { headers } = request
-    if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) return done()
-    request[kBodyTimer] = setTimeout(() => {
-      request[kBodyTimer] = null
-      reply.header('connection', 'close')
-      request.raw.emit('error', new Errors.REQUEST_TIMEOUT(timeoutMs))
-    }, timeoutMs)
-    done()
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (hasBody(request)) {
+      request[kBodyTimer] = setTimeout(() => {
+        request[kBodyTimer] = null
+        // Only while the body reader listens may its stream fail; otherwise
+        // (nobody reads this body) the connection itself is cut.
+        if (!reply.sent && request.raw.listenerCount('error') > 0) {
+          reply.header('connection', 'close')
+          request.raw.emit('error', new Errors.REQUEST_TIMEOUT(timeoutMs))
+        } else {
+          request.raw.socket?.destroy()
+        }
+      }, timeoutMs)
+    }
+    done(null, payload)
   })
-  // The body is in (or the request failed before it was read).
   app.addHook('preValidation', (request, _reply, done) => { clear(request); done() })
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (hasBody(request) && !request.raw.readableEnded) reply.header('connection', 'close')
+    done(null, payload)
+  })
   app.addHook('onResponse', (request, _reply, done) => { clear(request); done() })
   app.addHook('onRequestAbort', (request, done) => { clear(request); done() })
 }

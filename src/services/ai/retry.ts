@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from '../../config.js'
 import type { UpstreamFailure } from './upstream-errors.js'
 
 /*
@@ -19,7 +20,7 @@ export interface RetryPolicy {
  * collapse to zero.
  */
 export function backoffDelay (retry: number, baseMs: number, random: () => number): number {
-  const nominal = baseMs * 2 ** retry
+  const nominal = Math.min(baseMs * 2 ** retry, MAX_TIMER_MS) // a valid timer however many retries
   return nominal / 2 + random() * (nominal / 2)
 }
 
