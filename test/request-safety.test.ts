@@ -1,6 +1,6 @@
 import { connect } from 'node:net'
 import t from 'tap'
-import { readLog, startServer, waitForLogLine } from './helper.js'
+import { buildTestApp, readLog, startServer, waitForLogLine } from './helper.js'
 
 /** Sends raw bytes and collects what the server answers until it closes. */
 function raw (port: number, chunks: string[], gapMs = 0): Promise<{ text: string, elapsedMs: number }> {
@@ -92,4 +92,13 @@ t.test('an answer sent before the body was read closes the connection; a read bo
   t.match(kept, /^HTTP\/1\.1 200 OK\r\n/)
   t.match(kept, /\r\nconnection: keep-alive\r\n/i, 'a fully read body keeps the connection alive')
   t.equal(kept.match(/HTTP\/1\.1 200 OK/g)?.length, 2, 'the next request on it is served')
+})
+
+t.test('wrong STATS_TOKEN guesses count against the rate limit', async (t) => {
+  const app = await buildTestApp(t, { STATS_TOKEN: 'right-token', RATE_LIMIT_MAX: 3 })
+  const guess = () => app.inject({ url: '/api/stats', headers: { authorization: 'Bearer wrong-guess' } })
+  for (let i = 0; i < 3; i++) t.equal((await guess()).statusCode, 401, `guess ${i + 1} is refused as unauthorised`)
+  const limited = await guess()
+  t.equal(limited.statusCode, 429, 'the fourth guess is rate-limited')
+  t.equal(limited.json().code, 'RATE_LIMITED')
 })
