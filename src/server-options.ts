@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { LogController, type FastifyError, type FastifyHttpOptions, type FastifyReply } from 'fastify'
+import { LogController, type FastifyError, type FastifyHttpOptions, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
 import { Errors } from './errors.js'
@@ -66,13 +66,16 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     clientErrorHandler,
     // Fastify answers these before routing, with its own body shape (and a
     // 414 for long parameters); keep the SPEC §2 error shape instead.
-    frameworkErrors: (error: FastifyError, _request, reply: FastifyReply) => {
-      // No hook runs for these, so the security headers are set here.
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      // No hook runs for these, so the headers and the requests.log line are
+      // written here (the log plugin decorates the same root instance).
       for (const [name, value] of headers) reply.header(name, value)
+      reply.header('x-request-id', request.id)
       const rejected = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new Errors.VALIDATION_ERROR(`A path parameter is longer than ${MAX_PARAM_LENGTH} characters`)
         : new Errors.BAD_URL()
       reply.code(400).send({ error: rejected.message, code: rejected.code, statusCode: 400 })
+      request.server.logRequest(request, 400, null)
     },
     ajv: {
       customOptions: {

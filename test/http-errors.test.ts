@@ -101,5 +101,7 @@ t.test('URLs Fastify rejects before routing still get the SPEC §2 error shape',
   for (const response of [longId, badUrl]) {
     t.match(response.headers['content-security-policy'], /default-src 'self'/, 'security headers are set here too')
     t.equal(response.headers['x-content-type-options'], 'nosniff')
+    const line = await waitForLogLine(app.config.LOG_DIR, 'requests', (l) => l.reqId === response.headers['x-request-id'])
+    t.match(line, { method: 'GET', status: 400, route: null, msg: 'request completed' }, 'and a requests.log line')
   }
 })

@@ -3,7 +3,11 @@ import fp from 'fastify-plugin'
 import { createLogFiles, type LogFiles } from '../services/log-files.js'
 
 declare module 'fastify' {
-  interface FastifyInstance { logFiles: LogFiles }
+  interface FastifyInstance {
+    logFiles: LogFiles
+    /** Writes a request's requests.log line; for answers no hook sees (server-options.ts). */
+    logRequest: (request: FastifyRequest, status: number, responseTimeMs: number | null) => void
+  }
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000
@@ -45,15 +49,19 @@ export default fp(async (app) => {
     }
   }
 
-  app.addHook('onResponse', (request, reply, done) => {
-    const responseTimeMs = Math.round(reply.elapsedTime * 100) / 100
-    const line = requestLine(request, reply.statusCode, responseTimeMs)
-    if (responseTimeMs > SLOW_RESPONSE_MS) {
+  function logRequest (request: FastifyRequest, status: number, responseTimeMs: number | null): void {
+    const line = requestLine(request, status, responseTimeMs)
+    if (responseTimeMs !== null && responseTimeMs > SLOW_RESPONSE_MS) {
       logFiles.requests.warn(line, 'slow response')
       app.log.warn({ reqId: request.id, route: line.route, responseTimeMs }, 'slow response')
     } else {
       logFiles.requests.info(line, 'request completed')
     }
+  }
+  app.decorate('logRequest', logRequest)
+
+  app.addHook('onResponse', (request, reply, done) => {
+    logRequest(request, reply.statusCode, Math.round(reply.elapsedTime * 100) / 100)
     done()
   })
 
