@@ -124,6 +124,76 @@ t.test('a multiplayer session with someone connected is never evicted; the write
   t.equal(store.bytes, COMPANION_BYTES)
 })
 
+t.test('once pinned sessions alone fill the budget, no session gains its first participant; joined ones still take joiners', async (t) => {
+  const LIVE = 512 + 8 + (128 + 4 + 6) // 'live' with Sam
+  const MESSAGE = 128 + 2 * (4 + 36 + 1000 + 36 + 50 + 24)
+  const EMPTY_ROOM = 512 + 10
+  const alex = { userId: 'u2', playerName: 'Alex' }
+  // The reserve idle sessions keep is a quarter of the budget: two companions.
+  const { store, clock, evictions } = setup(t, { maxBytes: 8 * COMPANION_BYTES })
+  const c1 = await store.createCompanion(persona)
+  const c2 = await store.createCompanion(persona)
+  await store.join('empty', sam, 10)
+  await store.leave('empty', 'u1')
+  t.equal(store.pinnedBytes, 0, 'an empty room is idle')
+  t.same(await store.join('live', sam, 10), { ok: true, session: await store.get('live'), created: true })
+  t.equal(store.pinnedBytes, LIVE)
+
+  await store.appendEvent('live', chatMessage('live', 'x'.repeat(1000)), 50)
+  t.equal(store.pinnedBytes, LIVE + MESSAGE)
+  t.equal(store.bytes, LIVE + MESSAGE + COMPANION_BYTES + EMPTY_ROOM, 'pinned under 75 % of the budget: the total is kept within it')
+  t.ok(store.bytes <= 8 * COMPANION_BYTES)
+  t.same(await ids(store, [c1.id, c2.id, 'empty']), [false, true, true], 'by evicting the oldest')
+  clock.now = 10
+  await store.appendEvent('live', chatMessage('live', 'x'.repeat(1000)), 50)
+  t.equal(store.pinnedBytes, LIVE + 2 * MESSAGE)
+  t.ok(store.pinnedBytes > 8 * COMPANION_BYTES, 'pinned alone are over the budget')
+  t.same(await ids(store, [c2.id, 'empty']), [true, true], 'idle sessions within the reserve are not evicted for them')
+  t.same(evictions, [1])
+
+  t.same(await store.join('new', alex, 10), { ok: false, reason: 'capacity' })
+  t.equal(await store.get('new'), undefined, 'not created')
+  t.same(await store.join('empty', alex, 10), { ok: false, reason: 'capacity' })
+  t.match(await store.get('empty'), { participants: [], lastActivity: 0 }, 'an idle room stays idle, and a refusal is no activity')
+  const before = store.pinnedBytes
+  const joined = await store.join('live', alex, 10)
+  t.match(joined, { ok: true, created: false, session: { participants: [sam, alex] } }, 'a session with people in it can still be joined')
+  t.equal(store.pinnedBytes, before + 128 + 12)
+  t.match(await store.join('live', sam, 10), { ok: true, created: false }, 'and joined again')
+  t.same(await store.join('live', { userId: 'u3', playerName: 'Kim' }, 2), { ok: false, reason: 'full' }, 'full is still full')
+
+  const c3 = await store.createCompanion(persona)
+  t.same(await ids(store, [c2.id, 'empty', c3.id]), [false, true, true], 'companions still come and go, oldest first, within the reserve')
+  t.same(evictions, [1, 1])
+
+  await store.leave('live', 'u1')
+  t.equal(store.pinnedBytes, LIVE + 2 * MESSAGE + 140 - 138, 'still pinned by Alex')
+  await store.leave('live', 'u2')
+  t.equal(store.pinnedBytes, 0)
+  t.same(await ids(store, ['empty', c3.id, 'live']), [false, false, true], 'idle now, the room alone is over the budget: the older idle sessions made way')
+  t.same(evictions, [1, 1, 2])
+  t.match(await store.join('new', alex, 10), { ok: true, created: true }, 'below the budget again, new sessions can be joined')
+  t.equal(await store.get('live'), undefined, 'and the idle room made way for it')
+  await store.leave('new', 'u2')
+  clock.now = 10 + 1000
+  t.equal(store.sweep(), 1, 'the last room expires')
+  t.same(await store.counts(), { companion: 0, multiplayer: 0 })
+  t.equal(store.bytes, 0)
+  t.equal(store.pinnedBytes, 0)
+})
+
+t.test('capacity: refused at the budget, not one byte before', async (t) => {
+  const LIVE = 512 + 8 + (128 + 4 + 6)
+  for (const [maxBytes, reason] of [[LIVE, 'capacity'], [LIVE + 1, undefined]] as const) {
+    const { store } = setup(t, { maxBytes })
+    await store.join('live', sam, 10)
+    t.equal(store.pinnedBytes, LIVE)
+    t.equal((await store.join('next', sam, 10) as { reason?: string }).reason, reason, `budget ${maxBytes}`)
+  }
+  const { store } = setup(t)
+  for (let i = 0; i < 100; i++) t.equal((await store.join(`r${i}`, sam, 10)).ok, true, 'no budget, no capacity limit')
+})
+
 t.test('the session being written is never evicted, even when it alone exceeds the budget', async (t) => {
   const { store, evictions } = setup(t, { maxBytes: 1000 })
   const other = await store.join('other', sam, 10)
@@ -169,10 +239,14 @@ t.test('the total returns to 0 when everything is deleted, expired or swept', as
   t.equal(store.sweep(), 3, 'c and both rooms')
   t.same(await store.counts(), { companion: 0, multiplayer: 0 })
   t.equal(store.bytes, 0)
+  t.equal(store.pinnedBytes, 0)
 
+  await store.join('r3', sam, 10)
+  t.ok(store.pinnedBytes > 0)
   await store.createCompanion(persona)
   await store.close()
   t.equal(store.bytes, 0, 'and after close')
+  t.equal(store.pinnedBytes, 0)
 })
 
 t.test('10,000 sessions under a small budget keep the total within it', async (t) => {

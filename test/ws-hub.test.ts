@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import t from 'tap'
 import { WebSocketServer } from 'ws'
 import { Errors } from '../src/errors.js'
-import { createChatHub, type ChatHub, type Member } from '../src/services/chat-hub.js'
+import { createChatHub, type ChatHub, type ChatHubOptions, type Member } from '../src/services/chat-hub.js'
 import { createMemorySessionStore, type ChatTurn, type MultiplayerSession, type Participant, type Persona, type SessionStore } from '../src/services/session-store.js'
 import { createWsGateway } from '../src/services/ws-gateway.js'
 import { TestClient } from './ws-client.js'
@@ -14,10 +14,34 @@ function member (userId: string): Member & { frames: () => any[] } {
   return { userId, deliver: (frame) => received.push(frame), frames: () => received.splice(0).map((frame) => JSON.parse(frame.toString())) }
 }
 
-function memoryStore (t: { teardown: (fn: () => unknown) => void }): SessionStore {
-  const store = createMemorySessionStore({ ttlMs: 60_000 })
+type Test = { teardown: (fn: () => unknown) => void }
+
+function memoryStore (t: Test, maxBytes?: number): SessionStore {
+  const store = createMemorySessionStore({ ttlMs: 60_000, maxBytes })
   t.teardown(() => store.close())
   return store
+}
+
+/** A gateway over a hub on `store`, behind a plain ws server on a free port; returns its URL and what it reported. */
+async function listen (t: Test, hubOptions: ChatHubOptions) {
+  const reported: unknown[] = []
+  const gateway = createWsGateway({
+    hub: createChatHub(hubOptions),
+    maxConnections: 10,
+    maxConnectionsPerAddress: 10,
+    messageRate: 100,
+    messageWindowMs: 1000,
+    maxBufferedBytes: 1 << 20,
+    pingIntervalMs: 60_000,
+    onError: (error, context) => reported.push({ message: error.message, ...context })
+  })
+  t.teardown(() => gateway.close())
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  server.on('connection', (socket, request) => gateway.accept(socket, request.socket.remoteAddress ?? ''))
+  t.teardown(() => server.close())
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  return { gateway, url: `http://127.0.0.1:${port}`, reported }
 }
 
 t.test('two hubs sharing a store and a publish bus behave as one (the shape of a Redis fan-out)', async (t) => {
@@ -83,25 +107,9 @@ class WritesFailingStore implements SessionStore {
 
 t.test('gateway: a store failure is an error event; an unexpected one is INTERNAL_ERROR and reported with context', async (t) => {
   const failing = new WritesFailingStore(memoryStore(t))
-  const reported: unknown[] = []
-  const gateway = createWsGateway({
-    hub: createChatHub({ store: failing, maxParticipants: 10 }),
-    maxConnections: 10,
-    maxConnectionsPerAddress: 10,
-    messageRate: 100,
-    messageWindowMs: 1000,
-    maxBufferedBytes: 1 << 20,
-    pingIntervalMs: 60_000,
-    onError: (error, context) => reported.push({ message: error.message, ...context })
-  })
-  t.teardown(() => gateway.close())
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
-  server.on('connection', (socket, request) => gateway.accept(socket, request.socket.remoteAddress ?? ''))
-  t.teardown(() => server.close())
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
+  const { gateway, url, reported } = await listen(t, { store: failing, maxParticipants: 10 })
 
-  const client = await TestClient.connect(t, `http://127.0.0.1:${port}`)
+  const client = await TestClient.connect(t, url)
   await client.join('flaky', 'Sam')
   client.send('chat message', { sessionId: 'flaky', text: 'hello' }, 'c1')
   t.same(await client.next(), {
@@ -116,4 +124,27 @@ t.test('gateway: a store failure is an error event; an unexpected one is INTERNA
 
   gateway.closeAll()
   t.same(await client.closed, { code: 1001, reason: 'server shutting down' })
+})
+
+t.test('a store at capacity: joining a new session is SESSION_FULL with its own message, the connection stays open', async (t) => {
+  // One session with one person in it fills this budget.
+  const store = memoryStore(t, 700)
+  const { url, reported } = await listen(t, { store, maxParticipants: 10 })
+  const [sam, alex] = [await TestClient.connect(t, url), await TestClient.connect(t, url)]
+  await sam.join('date', 'Sam')
+
+  alex.send('join-session', { sessionId: 'elsewhere', playerName: 'Alex' }, 'j')
+  t.same(await alex.next(), {
+    event: 'error', data: { message: 'The server is at capacity: no new sessions can be joined right now', code: 'SESSION_FULL', id: 'j' }
+  })
+  t.same(await store.counts(), { companion: 0, multiplayer: 1 }, 'nothing was created')
+
+  const joined = await alex.join('date', 'Alex')
+  t.same(joined.participants.map((p: { playerName: string }) => p.playerName), ['Sam', 'Alex'], 'a session with people in it can still be joined')
+  t.same(await sam.next(), { event: 'user-joined', data: { sessionId: 'date', userId: alex.userId, playerName: 'Alex' } })
+  alex.send('chat message', { sessionId: 'date', text: 'still here' }, 'c')
+  t.same(await alex.next(), { event: 'ack', data: { id: 'c' } })
+  t.match(await sam.next(), { event: 'chat message', data: { text: 'still here', sender: alex.userId } })
+  t.equal(alex.ws.readyState, alex.ws.OPEN)
+  t.same(reported, [], 'a refusal, not a failure')
 })

@@ -24,6 +24,14 @@ export interface Member {
   deliver: (frame: Buffer) => void
 }
 
+/**
+ * SPEC §3's list of error codes is fixed, so a store over its memory budget
+ * is SESSION_FULL too, with a message of its own (the code's template names a
+ * participant count).
+ */
+const atCapacity = () =>
+  Object.assign(new Errors.SESSION_FULL(), { message: 'The server is at capacity: no new sessions can be joined right now' })
+
 export type Publish = (sessionId: string, frame: string, exceptUserId?: string) => void
 
 export interface ChatHubOptions {
@@ -98,7 +106,7 @@ export function createChatHub ({
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
       const result = await store.join(sessionId, { userId: member.userId, playerName: name }, maxParticipants)
-      if (!result.ok) throw new Errors.SESSION_FULL(sessionId, maxParticipants)
+      if (!result.ok) throw result.reason === 'full' ? new Errors.SESSION_FULL(sessionId, maxParticipants) : atCapacity()
       if (already === undefined) {
         joined.set(sessionId, name)
         let members = local.get(sessionId)

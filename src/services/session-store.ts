@@ -52,9 +52,14 @@ export interface MultiplayerSession extends SessionBase {
 
 export type Session = CompanionSession | MultiplayerSession
 
+/**
+ * `full`: the session already has `maxParticipants` people. `capacity`: the
+ * sessions people are connected to already hold the whole memory budget, so
+ * no session may gain its first participant (a new one included).
+ */
 export type JoinResult =
   | { ok: true, session: MultiplayerSession, created: boolean }
-  | { ok: false, reason: 'full' }
+  | { ok: false, reason: 'full' | 'capacity' }
 
 export interface SessionCounts { companion: number, multiplayer: number }
 
@@ -64,7 +69,7 @@ export interface SessionStore {
   createCompanion: (persona: Persona) => Promise<CompanionSession>
   /** Appends turns, keeps the last `keep`, and counts as activity. */
   appendTurns: (id: string, turns: ChatTurn[], keep: number) => Promise<CompanionSession | undefined>
-  /** Joins (creating the session if new) unless it already has `maxParticipants` others. */
+  /** Joins (creating the session if new) unless it already has `maxParticipants` others or is over capacity. */
   join: (id: string, participant: Participant, maxParticipants: number) => Promise<JoinResult>
   /** Removes a participant; the (possibly empty) session lives on until its TTL. */
   leave: (id: string, userId: string) => Promise<MultiplayerSession | undefined>
@@ -95,6 +100,8 @@ export type MemorySessionStore = SessionStore & {
   sweep: () => number
   /** The current size estimate of everything stored, in bytes. */
   readonly bytes: number
+  /** The part of `bytes` held by multiplayer sessions with people connected. */
+  readonly pinnedBytes: number
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] extends readonly (infer U)[] ? U[] : T[K] }
@@ -107,6 +114,8 @@ type Stored = Mutable<Session>
  */
 const SESSION_OVERHEAD_BYTES = 512
 const ENTRY_OVERHEAD_BYTES = 128
+/** The share of the budget idle sessions keep however much pinned ones hold (see `evict`). */
+const IDLE_RESERVE = 0.25
 
 const textBytes = (value: string) => value.length * 2
 
@@ -154,29 +163,50 @@ export function createMemorySessionStore ({
    */
   const idle = new Map<Stored, number>()
   const pinned = new Map<Stored, number>()
+  // Running sums, so the budget checks are O(1): all sessions, and the pinned ones.
   let total = 0
+  let pinnedTotal = 0
+  const idleReserve = maxBytes * IDLE_RESERVE
 
   const isPinned = (session: Stored) => session.kind === 'multiplayer' && session.participants.length > 0
   const isExpired = (session: SessionBase, at: number) => at - session.lastActivity >= ttlMs
+  /** Pinning a new session is refused once the pinned ones alone fill the budget. */
+  const atCapacity = () => pinnedTotal >= maxBytes
+
+  /** Takes `session` out of both size maps and the pinned sum; returns its size. */
+  function unsize (session: Stored): number {
+    const pinnedSize = pinned.get(session)
+    if (pinnedSize !== undefined) {
+      pinned.delete(session)
+      pinnedTotal -= pinnedSize
+      return pinnedSize
+    }
+    const idleSize = idle.get(session) ?? 0
+    idle.delete(session)
+    return idleSize
+  }
 
   function remove (session: Stored): void {
-    total -= idle.get(session) ?? pinned.get(session) ?? 0
-    idle.delete(session)
-    pinned.delete(session)
+    total -= unsize(session)
     if (session.kind === 'companion') companions.delete(session.id)
     else multiplayers.delete(session.id)
   }
 
   /**
-   * Evicts from the least recently active end until the estimate is within
-   * budget. The session being written is skipped (so every write succeeds),
-   * and pinned sessions are not in `idle` at all: when they alone exceed the
-   * budget the store stays over it, bounded by the WebSocket connection caps.
+   * Evicts idle sessions from the least recently active end. The rule: idle
+   * sessions may hold what the pinned ones leave of the budget, but never
+   * less than IDLE_RESERVE of it, so multiplayer pressure cannot evict every
+   * companion conversation. While pinned sessions hold less than 75 % of the
+   * budget this is simply "keep the total within the budget"; beyond that the
+   * total may reach the pinned bytes plus a quarter of the budget, and
+   * pinned bytes stop growing by new sessions at the budget (`atCapacity`).
+   * The session being written is skipped, so every write succeeds.
    */
   function evict (writing: Stored): void {
+    const idleMax = Math.max(maxBytes - pinnedTotal, idleReserve)
     let evicted = 0
     for (const session of idle.keys()) {
-      if (total <= maxBytes) break
+      if (total - pinnedTotal <= idleMax) break
       if (session === writing) continue
       remove(session)
       evicted++
@@ -186,11 +216,14 @@ export function createMemorySessionStore ({
 
   /** A write of `delta` bytes: `session` becomes the most recently active, then the budget is kept. */
   function written (session: Stored, delta: number): void {
-    const bytes = (idle.get(session) ?? pinned.get(session) ?? 0) + delta
+    const bytes = unsize(session) + delta
     total += delta
-    idle.delete(session)
-    pinned.delete(session)
-    ;(isPinned(session) ? pinned : idle).set(session, bytes)
+    if (isPinned(session)) {
+      pinned.set(session, bytes)
+      pinnedTotal += bytes
+    } else {
+      idle.set(session, bytes)
+    }
     if (total > maxBytes) evict(session)
   }
 
@@ -226,6 +259,10 @@ export function createMemorySessionStore ({
       return total
     },
 
+    get pinnedBytes () {
+      return pinnedTotal
+    },
+
     async get (id) {
       return live(companions, id) ?? live(multiplayers, id)
     },
@@ -253,6 +290,8 @@ export function createMemorySessionStore ({
 
     async join (id, participant, maxParticipants) {
       let session = live(multiplayers, id)
+      // Joining a pinned session only adds a participant; pinning one is what holds memory for good.
+      if ((session === undefined || session.participants.length === 0) && atCapacity()) return { ok: false, reason: 'capacity' }
       const created = session === undefined
       if (session === undefined) {
         const at = now()
@@ -312,6 +351,7 @@ export function createMemorySessionStore ({
       idle.clear()
       pinned.clear()
       total = 0
+      pinnedTotal = 0
     }
   }
 }
