@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { FastifyError } from 'fastify'
 
 /*
  * Every error a client may see, with its machine code and status. Routes and
@@ -57,4 +58,59 @@ export function withFields<E extends Error> (error: E, fields: Record<string, un
 
 export function fieldsOf (error: Error): Record<string, unknown> | undefined {
   return (error as Error & { [kErrorFields]?: Record<string, unknown> })[kErrorFields]
+}
+
+/** The SPEC §2 error body. */
+export interface ErrorBody {
+  error: string
+  code: string
+  statusCode: number
+  [field: string]: unknown
+}
+
+/** Fastify's and its plugins' own error codes, translated to ours. */
+const FRAMEWORK_CODES: Record<string, { code: string, message?: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: new Errors.UNSUPPORTED_MEDIA_TYPE().message },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'BAD_REQUEST', message: 'Content-Length does not match the body' },
+  FST_ERR_VALIDATION: { code: 'VALIDATION_ERROR' }
+}
+
+/** "body/companionConfig/name must …" → "companionConfig.name must …" */
+function validationMessage (error: FastifyError): string {
+  const [first] = error.validation ?? []
+  if (first === undefined) return error.message
+  const path = first.instancePath.split('/').filter(Boolean)
+  const missing = (first.params as { missingProperty?: string }).missingProperty
+  if (missing !== undefined) path.push(missing)
+  const field = path.length > 0 ? path.join('.') : error.validationContext ?? 'request'
+  if (missing !== undefined) return `${field} is required`
+  // A raw regular expression explains nothing to a client; schemas say what they mean.
+  const patternMessage = (first as { parentSchema?: { patternMessage?: unknown } }).parentSchema?.patternMessage
+  if (first.keyword === 'pattern' && typeof patternMessage === 'string') return `${field} ${patternMessage}`
+  return `${field} ${first.message ?? 'is invalid'}`
+}
+
+/**
+ * What a client is told about any error: our coded errors as they are (with
+ * their extra fields), Fastify's translated, validation errors naming the
+ * field, and every other 5xx as a bare INTERNAL_ERROR.
+ */
+export function toErrorBody (error: FastifyError): ErrorBody {
+  if (error.validation !== undefined) {
+    return { error: validationMessage(error), code: 'VALIDATION_ERROR', statusCode: 400 }
+  }
+  const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600
+    ? error.statusCode
+    : 500
+  if (isPublicError(error)) {
+    return { error: error.message, code: error.code, statusCode, ...fieldsOf(error) }
+  }
+  const known = FRAMEWORK_CODES[error.code]
+  if (known !== undefined) {
+    return { error: known.message ?? error.message, code: known.code, statusCode }
+  }
+  if (statusCode < 500) return { error: error.message, code: 'BAD_REQUEST', statusCode }
+  // Never reveal an upstream or internal message (SPEC §2, §6).
+  return { error: new Errors.INTERNAL_ERROR().message, code: 'INTERNAL_ERROR', statusCode }
 }

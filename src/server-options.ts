@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream'
 import { LogController, type FastifyError, type FastifyHttpOptions, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
-import { Errors } from './errors.js'
+import { Errors, toErrorBody } from './errors.js'
 import { securityHeaders } from './services/security-headers.js'
 
 /*
@@ -74,7 +74,7 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
       const rejected = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new Errors.VALIDATION_ERROR(`A path parameter is longer than ${MAX_PARAM_LENGTH} characters`)
         : new Errors.BAD_URL()
-      reply.code(400).send({ error: rejected.message, code: rejected.code, statusCode: 400 })
+      reply.code(400).send(toErrorBody(rejected))
       request.server.logRequest(request, 400, null)
     },
     ajv: {

@@ -3,10 +3,10 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Static } from '@sinclair/typebox'
 import type { Config } from '../config.js'
+import { toErrorBody } from '../errors.js'
 import type { Stats } from '../schemas/monitoring.js'
 import type { Alert, AlertChange } from '../services/alerts.js'
 import { createMetricsService, round2, type MetricsService, type ResourceFigures, type Thresholds } from '../services/metrics.js'
-import { toErrorBody } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance { metrics: MetricsService }
