@@ -6,7 +6,7 @@ import type { Config } from '../config.js'
 import { toErrorBody } from '../errors.js'
 import type { Stats } from '../schemas/monitoring.js'
 import type { Alert, AlertChange } from '../services/alerts.js'
-import { createMetricsService, round2, type MetricsService, type ResourceFigures, type Thresholds } from '../services/metrics.js'
+import { createMetricsService, toMB, uptime, type MetricsService, type ResourceFigures, type Thresholds } from '../services/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance { metrics: MetricsService }
@@ -124,14 +124,6 @@ export default fp(async (app) => {
   })
 }, { name: 'metrics', dependencies: ['config', 'logging', 'errors'] })
 
-const MB = 1024 * 1024
-
-/** Uptime split into whole units, as /health and /api/stats show it. */
-export function uptime (seconds = process.uptime()) {
-  const whole = Math.floor(seconds)
-  return { seconds: whole, minutes: Math.floor(whole / 60), hours: Math.floor(whole / 3600), days: Math.floor(whole / 86400) }
-}
-
 /** The /api/stats body; also the server-stats.log snapshot. */
 export async function statsReport (app: FastifyInstance): Promise<Static<typeof Stats>> {
   const { health, ...snapshot } = app.metrics.snapshot()
@@ -147,7 +139,7 @@ export async function statsReport (app: FastifyInstance): Promise<Static<typeof 
     sessions: { active: sessions.companion + sessions.multiplayer, ...sessions },
     performance: {
       ...snapshot.performance,
-      memory: { rssMB: round2(rss / MB), heapUsedMB: round2(heapUsed / MB), heapTotalMB: round2(heapTotal / MB) },
+      memory: { rssMB: toMB(rss), heapUsedMB: toMB(heapUsed), heapTotalMB: toMB(heapTotal) },
       eventLoopDelayMs: health.eventLoopDelayMs
     },
     errors: snapshot.errors,

@@ -70,8 +70,20 @@ const FIELDS = 9
 
 export const round2 = (value: number) => Math.round(value * 100) / 100
 
+/** Bytes as megabytes with two decimals, as every memory figure is reported. */
+export const toMB = (bytes: number) => round2(bytes / MB)
+
+/** Uptime split into whole units, as /health and /api/stats show it. */
+export function uptime (seconds = process.uptime()) {
+  const whole = Math.floor(seconds)
+  return { seconds: whole, minutes: Math.floor(whole / 60), hours: Math.floor(whole / 3600), days: Math.floor(whole / 86400) }
+}
+
 /** Percentage, or 0 when nothing happened. */
 const percent = (part: number, whole: number) => whole === 0 ? 0 : (part / whole) * 100
+
+/** Success percentage: 100 when nothing happened (nothing failed). */
+const successPercent = (part: number, whole: number) => whole === 0 ? 100 : percent(part, whole)
 
 /** Fixed-size ring of the last `size` samples. */
 function createSampleRing (size: number) {
@@ -193,7 +205,7 @@ export function createMetricsService ({
     }
     return {
       rssMB: round2(rssMB),
-      heapUsedMB: round2(heapUsedBytes / MB),
+      heapUsedMB: toMB(heapUsedBytes),
       eventLoopDelayMs: round2(eventLoopDelayMs),
       highMemory,
       overMemoryLimit,
@@ -287,7 +299,7 @@ export function createMetricsService ({
           successful: totals[SUCCESSFUL],
           clientErrors: totals[CLIENT_ERRORS],
           serverErrors: totals[SERVER_ERRORS],
-          successRate: round2(sums[REQUESTS] === 0 ? 100 : percent(sums[SUCCESSFUL], sums[REQUESTS])),
+          successRate: round2(successPercent(sums[SUCCESSFUL], sums[REQUESTS])),
           errorRate: round2(percent(sums[SERVER_ERRORS], sums[REQUESTS])),
           window: {
             seconds: windowSeconds,
@@ -303,7 +315,7 @@ export function createMetricsService ({
           failures: totals[AI_FAILURES],
           fallbacks: totals[AI_FALLBACKS],
           blocked: totals[AI_BLOCKED],
-          successRate: round2(sums[AI_TOTAL] === 0 ? 100 : percent(sums[AI_SUCCESSFUL], sums[AI_TOTAL])),
+          successRate: round2(successPercent(sums[AI_SUCCESSFUL], sums[AI_TOTAL])),
           failureRate: round2(percent(sums[AI_FAILURES], sums[AI_TOTAL])),
           avgLatencyMs: latencies.avg,
           p95LatencyMs: latencies.p95,
