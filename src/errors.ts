@@ -32,7 +32,9 @@ export const Errors = {
   INVALID_MESSAGE: createError('INVALID_MESSAGE', '%s', 400),
   UNKNOWN_EVENT: createError('UNKNOWN_EVENT', 'Unknown event, expected one of: %s', 400),
   NOT_IN_SESSION: createError('NOT_IN_SESSION', 'Join session %s before sending to it', 403),
-  SESSION_FULL: createError('SESSION_FULL', 'Session %s already has %d participants', 409),
+  // One code for two reasons (SPEC §3's code list is fixed): the session has
+  // its participants, or the server is at capacity. The message says which.
+  SESSION_FULL: createError('SESSION_FULL', '%s', 409),
   TOO_MANY_SESSIONS: createError('TOO_MANY_SESSIONS', 'One connection may be in at most %d sessions at once; leave one first', 409)
 } as const
 

@@ -24,13 +24,10 @@ export interface Member {
   deliver: (frame: Buffer) => void
 }
 
-/**
- * SPEC §3's list of error codes is fixed, so a store over its memory budget
- * is SESSION_FULL too, with a message of its own (the code's template names a
- * participant count).
- */
-const atCapacity = () =>
-  Object.assign(new Errors.SESSION_FULL(), { message: 'The server is at capacity: no new sessions can be joined right now' })
+/** Why a join was refused (a store over its memory budget is SESSION_FULL too). */
+const fullMessage = (sessionId: string, maxParticipants: number, reason: 'full' | 'capacity') => reason === 'full'
+  ? `Session ${sessionId} already has ${maxParticipants} participants`
+  : 'The server is at capacity: no new sessions can be joined right now'
 
 export type Publish = (sessionId: string, frame: string, exceptUserId?: string) => void
 
@@ -106,7 +103,7 @@ export function createChatHub ({
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
       const result = await store.join(sessionId, { userId: member.userId, playerName: name }, maxParticipants)
-      if (!result.ok) throw result.reason === 'full' ? new Errors.SESSION_FULL(sessionId, maxParticipants) : atCapacity()
+      if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
       if (already === undefined) {
         joined.set(sessionId, name)
         let members = local.get(sessionId)
