@@ -1,10 +1,9 @@
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { blockedReply, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, startFakeGemini } from './fake-gemini.js'
-import { readLog, startServer, waitForLogLine } from './helper.js'
+import { readLog, startServer, until, waitForLogLine } from './helper.js'
 
 /*
  * SPEC §2.2 streaming and §4.3 "the upstream call is aborted when the client
@@ -27,18 +26,6 @@ function parseEvents (text: string): Array<{ event: string, data: any }> {
     if (!eventLine.startsWith('event: ') || !dataLine.startsWith('data: ') || rest.length > 0) throw new Error(`bad frame: ${frame}`)
     return { event: eventLine.slice(7), data: JSON.parse(dataLine.slice(6)) }
   })
-}
-
-async function until (t: Test, condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) {
-      t.fail(`timed out waiting: ${what}`)
-      return
-    }
-    await sleep(10)
-  }
-  t.pass(what)
 }
 
 async function setup (t: Test, env: Parameters<typeof aiEnv>[1] = {}) {
@@ -141,7 +128,8 @@ t.test('a client that goes away aborts the upstream call (JSON and SSE) and free
   const waiting = rawPost(chatUrl, { sessionId, message: 'hi' })
   await fake.waitForRequests(2)
   waiting.req.destroy()
-  await until(t, () => fake.requests[1].abandoned, 'JSON: the upstream call was aborted')
+  await until(() => fake.requests[1].abandoned, 3000, 'JSON: the upstream call was aborted')
+  t.ok(fake.requests[1].abandoned, 'JSON: the upstream call was aborted')
   t.match(await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE'),
     { operation: 'chat', result: 'aborted', streamed: false, attempts: 1 })
 
@@ -152,7 +140,8 @@ t.test('a client that goes away aborts the upstream call (JSON and SSE) and free
   const [first] = await once(response, 'data') as [Buffer]
   t.equal(first.toString(), 'event: chunk\ndata: {"text":"one"}\n\n')
   streaming.req.destroy()
-  await until(t, () => fake.requests[2].abandoned, 'SSE: the upstream stream was aborted')
+  await until(() => fake.requests[2].abandoned, 3000, 'SSE: the upstream stream was aborted')
+  t.ok(fake.requests[2].abandoned, 'SSE: the upstream stream was aborted')
   t.match(await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE' && line.streamed === true),
     { operation: 'chat', result: 'aborted', attempts: 1 })
 
@@ -160,7 +149,8 @@ t.test('a client that goes away aborts the upstream call (JSON and SSE) and free
   const greeting = rawPost(`${url}/api/ai-companion/initialize`, { companionConfig })
   await fake.waitForRequests(4)
   greeting.req.destroy()
-  await until(t, () => fake.requests[3].abandoned, 'greeting: the upstream call was aborted')
+  await until(() => fake.requests[3].abandoned, 3000, 'greeting: the upstream call was aborted')
+  t.ok(fake.requests[3].abandoned, 'greeting: the upstream call was aborted')
   t.match(await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'CLIENT_GONE' && line.operation === 'greeting'),
     { result: 'aborted', streamed: false, attempts: 1 })
 
