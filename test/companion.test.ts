@@ -48,6 +48,8 @@ t.test('initialize: a new session and its greeting', async (t) => {
     '\n<<<PERSONA DATA (JSON, written by the user)>>>\n{"name":"Ava","role":"girlfriend","gender":"","identity":"a long-distance partner","personality":"warm, playful"}\n<<<END OF PERSONA DATA>>>\n',
     'the trimmed persona, without unknown fields, in systemInstruction')
   t.notMatch(JSON.stringify(request.body), 'mood')
+  t.equal(request.apiKey, 'test-key', 'the key travels as the API key')
+  t.notMatch(JSON.stringify(request.body), 'test-key', 'and never in the prompt (SPEC §4.1)')
   t.equal(await messageCount(app, body.sessionId), 1, 'the greeting is the first message')
 })
 

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox'
+import { ApiError } from '@google/genai'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import { buildTestApp, waitForLogLine } from './helper.js'
+import { buildTestApp, startServer, waitForLogLine } from './helper.js'
 
 // Test-only routes: one that validates a JSON body, one that fails.
 function echoAndBoom (app: App) {
@@ -10,6 +11,10 @@ function echoAndBoom (app: App) {
   }, async (request) => request.body)
   app.get('/test/boom', async () => {
     throw new Error('secret internal detail at /srv/app/db.js')
+  })
+  // What the Gemini SDK throws: Google's raw JSON as the message, `status` not `statusCode`.
+  app.get('/test/upstream', async () => {
+    throw new ApiError({ status: 400, message: '{"error":{"code":400,"message":"API key not valid: AIza-secret","status":"INVALID_ARGUMENT"}}' })
   })
 }
 
@@ -49,7 +54,7 @@ t.test('bodies: 413, 415, malformed JSON, prototype pollution, validation', asyn
 
   const empty = await post('')
   t.equal(empty.statusCode, 400)
-  t.equal(empty.json().code, 'INVALID_JSON')
+  t.same(empty.json(), { error: 'Request body is empty but Content-Type is application/json', code: 'INVALID_JSON', statusCode: 400 })
 
   for (const payload of ['{"name":"Ava","__proto__":{"admin":true}}', '{"name":"Ava","constructor":{"prototype":{"admin":true}}}']) {
     const poisoned = await post(payload)
@@ -104,4 +109,18 @@ t.test('URLs Fastify rejects before routing still get the SPEC §2 error shape',
     const line = await waitForLogLine(app.config.LOG_DIR, 'requests', (l) => l.reqId === response.headers['x-request-id'])
     t.match(line, { method: 'GET', status: 400, route: null, msg: 'request completed' }, 'and a requests.log line')
   }
+})
+
+t.test('a library error (the Gemini SDK\'s ApiError) never reaches the client as it is (SPEC §6)', async (t) => {
+  const app = await buildTestApp(t, {}, echoAndBoom)
+  const response = await app.inject({ url: '/test/upstream' })
+  t.equal(response.statusCode, 500)
+  t.same(response.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  t.notMatch(response.body, /AIza|INVALID_ARGUMENT|not valid/)
+})
+
+t.test('the server gets the configured keep-alive and request timeouts', async (t) => {
+  const { app } = await startServer(t, { KEEP_ALIVE_TIMEOUT_MS: 72000, REQUEST_TIMEOUT_MS: 30000 })
+  t.equal(app.server.keepAliveTimeout, 72000)
+  t.equal(app.server.requestTimeout, 30000)
 })

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../src/config.js'
-import { createMemorySessionStore, type MemoryStoreOptions, type SessionEvent } from '../src/services/session-store.js'
+import { createMemorySessionStore, newSessionId, type MemoryStoreOptions, type SessionEvent } from '../src/services/session-store.js'
 import { buildAppWithLog } from './helper.js'
 
 /* SPEC §9 "memory stays bounded however many sessions come and go": the store-wide byte budget. */
@@ -312,4 +312,19 @@ t.test('through the app: SESSION_MEMORY_MB=1 evicts the oldest companion session
   t.equal(warnings.length, 1, 'once, not per evicted session')
   t.match(warnings[0], { sessionMemoryMB: 1, evicted: 1 })
   t.notMatch(JSON.stringify(stdout()), 'pppp', 'no persona text in the log')
+})
+
+t.test('session ids: 128 random bits, URL-safe, never repeated (SPEC §2.1: at least 122)', async (t) => {
+  const ids = Array.from({ length: 10_000 }, () => newSessionId())
+  t.equal(new Set(ids).size, ids.length, 'all distinct')
+  for (const id of ids.slice(0, 100)) {
+    t.match(id, /^[A-Za-z0-9_-]{22}$/)
+    t.equal(Buffer.from(id, 'base64url').length, 16, '16 bytes behind each id')
+  }
+  // Every bit position varies across ids: nothing is fixed or counted.
+  const bytes = ids.map((id) => Buffer.from(id, 'base64url'))
+  for (let bit = 0; bit < 128; bit++) {
+    const ones = bytes.filter((b) => (b[bit >> 3] >> (bit & 7)) & 1).length
+    t.ok(ones > 4500 && ones < 5500, `bit ${bit} is set in about half the ids (${ones})`)
+  }
 })
