@@ -1,3 +1,4 @@
+import { finished } from 'node:stream'
 import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
@@ -35,6 +36,8 @@ function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
   }
   app.addHook('preParsing', (request, reply, payload, done) => {
     if (hasBody(request)) {
+      // Only requests with a body pay for the timer and its cleanup listener.
+      finished(reply.raw, () => clear(request))
       request[kBodyTimer] = setTimeout(() => {
         request[kBodyTimer] = null
         // Only while the body reader listens may its stream fail; otherwise
@@ -54,8 +57,6 @@ function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
     if (hasBody(request) && !request.raw.readableEnded) reply.header('connection', 'close')
     done(null, payload)
   })
-  app.addHook('onResponse', (request, _reply, done) => { clear(request); done() })
-  app.addHook('onRequestAbort', (request, done) => { clear(request); done() })
 }
 
 /**
