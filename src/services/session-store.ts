@@ -214,8 +214,13 @@ export function createMemorySessionStore ({
     if (evicted > 0) onEvict?.(evicted)
   }
 
-  /** A write of `delta` bytes: `session` becomes the most recently active, then the budget is kept. */
+  /**
+   * A write of `delta` bytes is activity: `session` becomes the most recently
+   * active (last in `idle`, so `idle` stays in lastActivity order), then the
+   * budget is kept.
+   */
   function written (session: Stored, delta: number): void {
+    session.lastActivity = now()
     const bytes = unsize(session) + delta
     total += delta
     if (isPinned(session)) {
@@ -238,14 +243,14 @@ export function createMemorySessionStore ({
     return session
   }
 
+  /** `idle` is in lastActivity order, so the sweep stops at the first live session. */
   function sweep (): number {
     const at = now()
     let removed = 0
     for (const session of idle.keys()) {
-      if (isExpired(session, at)) {
-        remove(session)
-        removed++
-      }
+      if (!isExpired(session, at)) break
+      remove(session)
+      removed++
     }
     return removed
   }
@@ -283,7 +288,6 @@ export function createMemorySessionStore ({
       session.history.push(...turns)
       const dropped = trimTo(session.history, keep, turnBytes)
       session.messageCount += turns.length
-      session.lastActivity = now()
       written(session, sum(turns, turnBytes) - dropped)
       return session
     },
@@ -307,7 +311,6 @@ export function createMemorySessionStore ({
         session.participants.push(joining)
         delta = participantBytes(joining)
       }
-      session.lastActivity = now()
       written(session, delta)
       return { ok: true, session, created }
     },
@@ -317,7 +320,6 @@ export function createMemorySessionStore ({
       if (session === undefined) return undefined
       const index = session.participants.findIndex((p) => p.userId === userId)
       const delta = index === -1 ? 0 : -participantBytes(session.participants.splice(index, 1)[0])
-      session.lastActivity = now()
       written(session, delta)
       return session
     },
@@ -328,7 +330,6 @@ export function createMemorySessionStore ({
       session.history.push(event)
       const dropped = trimTo(session.history, keep, eventBytes)
       session.messageCount++
-      session.lastActivity = now()
       written(session, eventBytes(event) - dropped)
       return session
     },
