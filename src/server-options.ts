@@ -5,7 +5,7 @@ import { LogController, type FastifyError, type FastifyHttpOptions, type Fastify
 import type { Logger } from 'pino'
 import { parseTrustProxy, type Config } from './config.js'
 import { Errors, toErrorBody } from './errors.js'
-import { securityHeaders } from './services/security-headers.js'
+import { securityHeaders } from './services/http/security-headers.js'
 
 /*
  * The Fastify server options, shared by src/server.ts and test/helper.ts so

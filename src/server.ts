@@ -3,7 +3,7 @@ import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, readEnvironment, type Config } from './config.js'
-import { baseLoggerOptions } from './services/log-files.js'
+import { baseLoggerOptions } from './services/logs/log-files.js'
 
 /*
  * The process: configuration from the environment, the stdout logger,

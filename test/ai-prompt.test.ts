@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { blockedReply, greetingFallback, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { cleanPersona, conversation, GREETING_REQUEST, systemInstruction } from '../src/services/ai/prompt.js'
-import type { ChatTurn } from '../src/services/session-store.js'
+import type { ChatTurn } from '../src/services/sessions/store.js'
 
 /* SPEC §4.1–4.2: the persona as a delimited data block, the policy after it, turns that alternate. */
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { App } from '../src/app.js'
-import type { AiOutcome } from '../src/services/ai-outcome.js'
+import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { VERSION } from '../src/version.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
 import { buildAppWithLog, buildTestApp, readLog, waitForLogLine } from './helper.js'

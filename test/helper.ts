@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { buildApp, type App } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
-import { baseLoggerOptions } from '../src/services/log-files.js'
+import { baseLoggerOptions } from '../src/services/logs/log-files.js'
 
 /*
  * Domain helpers shared by the tests. Every app is the production app built

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, readlink, realpath, utimes, writeFile } from 
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { createLogFiles } from '../src/services/log-files.js'
+import { createLogFiles } from '../src/services/logs/log-files.js'
 import { buildTestApp, readLog, tempDir, waitForLogLine } from './helper.js'
 
 const DAY_MS = 24 * 60 * 60 * 1000

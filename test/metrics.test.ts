@@ -1,7 +1,7 @@
 import t from 'tap'
-import type { AiOutcome } from '../src/services/ai-outcome.js'
-import type { Alert, AlertChange } from '../src/services/alerts.js'
-import { createMetricsService, type ResourceFigures, type Thresholds } from '../src/services/metrics.js'
+import type { AiOutcome } from '../src/services/ai/outcome.js'
+import type { Alert, AlertChange } from '../src/services/monitoring/alerts.js'
+import { createMetricsService, type ResourceFigures, type Thresholds } from '../src/services/monitoring/metrics.js'
 
 /*
  * The metrics service on its own: a fake clock and fake process figures, so

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import type { AiOutcome } from '../src/services/ai-outcome.js'
+import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { buildAppWithLog, readLog, until } from './helper.js'
 import { TestClient } from './ws-client.js'
 

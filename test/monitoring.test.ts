@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import type { AiOutcome } from '../src/services/ai-outcome.js'
+import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
 import { buildAppWithLog, buildTestApp, readLog, waitForLogLine } from './helper.js'
 

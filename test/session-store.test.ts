@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../src/config.js'
-import { createMemorySessionStore, newSessionId, type MemoryStoreOptions, type SessionEvent } from '../src/services/session-store.js'
+import { createMemorySessionStore, type MemoryStoreOptions } from '../src/services/sessions/memory-store.js'
+import { newSessionId, type SessionEvent } from '../src/services/sessions/store.js'
 import { buildAppWithLog } from './helper.js'
 
 /* SPEC §9 "memory stays bounded however many sessions come and go": the store-wide byte budget. */

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
-import { createMemorySessionStore } from '../src/services/session-store.js'
+import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
 import { buildTestApp } from './helper.js'
 
 /* SPEC §2.3 GET/DELETE /api/sessions/:id for both kinds, and §9 expiry of the in-memory store. */

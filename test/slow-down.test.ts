@@ -9,7 +9,7 @@ import errorsPlugin from '../src/plugins/errors.js'
 import loggingPlugin from '../src/plugins/logging.js'
 import rateLimitPlugin from '../src/plugins/rate-limit.js'
 import { serverOptions } from '../src/server-options.js'
-import { createMemorySlowDownStore, createSlowDown, delayFor, type SlowDownStore } from '../src/services/slow-down.js'
+import { createMemorySlowDownStore, createSlowDown, delayFor, type SlowDownStore } from '../src/services/limits/slow-down.js'
 import { buildTestApp, testConfig } from './helper.js'
 
 /*

@@ -2,9 +2,10 @@ import { once } from 'node:events'
 import t from 'tap'
 import { WebSocketServer } from 'ws'
 import { Errors } from '../src/errors.js'
-import { createChatHub, type ChatHub, type ChatHubOptions, type Member } from '../src/services/chat-hub.js'
-import { createMemorySessionStore, type ChatTurn, type MultiplayerSession, type Participant, type Persona, type SessionStore } from '../src/services/session-store.js'
-import { createWsGateway } from '../src/services/ws-gateway.js'
+import { createChatHub, type ChatHub, type ChatHubOptions, type Member } from '../src/services/chat/hub.js'
+import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
+import type { ChatTurn, MultiplayerSession, Participant, Persona, SessionStore } from '../src/services/sessions/store.js'
+import { createWsGateway } from '../src/services/chat/gateway.js'
 import { TestClient } from './ws-client.js'
 
 /* The hub and the gateway as plain services, without Fastify. */

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { Errors } from '../errors.js'
-import { createLifecycle, type Lifecycle } from '../services/lifecycle.js'
+import { createLifecycle, type Lifecycle } from '../services/http/lifecycle.js'
 
 declare module 'fastify' {
   interface FastifyInstance { lifecycle: Lifecycle }

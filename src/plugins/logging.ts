@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { createLogFiles, type LogFiles } from '../services/log-files.js'
+import { createLogFiles, type LogFiles } from '../services/logs/log-files.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -5,8 +5,8 @@ import type { Static } from '@sinclair/typebox'
 import type { Config } from '../config.js'
 import { toErrorBody } from '../errors.js'
 import type { Stats } from '../schemas/monitoring.js'
-import type { Alert, AlertChange } from '../services/alerts.js'
-import { createMetricsService, toMB, uptime, type MetricsService, type ResourceFigures, type Thresholds } from '../services/metrics.js'
+import type { Alert, AlertChange } from '../services/monitoring/alerts.js'
+import { createMetricsService, toMB, uptime, type MetricsService, type ResourceFigures, type Thresholds } from '../services/monitoring/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance { metrics: MetricsService }

@@ -2,7 +2,7 @@ import rateLimit, { normalizeIP, type FastifyRateLimitStoreCtor } from '@fastify
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { Errors, withFields } from '../errors.js'
-import { createMemorySlowDownStore, createSlowDown, type SlowDownStore } from '../services/slow-down.js'
+import { createMemorySlowDownStore, createSlowDown, type SlowDownStore } from '../services/limits/slow-down.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

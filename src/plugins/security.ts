@@ -4,8 +4,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
 import { Errors } from '../errors.js'
-import { createOriginPolicy } from '../services/origins.js'
-import { securityHeaders } from '../services/security-headers.js'
+import { createOriginPolicy } from '../services/http/origins.js'
+import { securityHeaders } from '../services/http/security-headers.js'
 
 const kBodyTimer = Symbol('bodyTimer')
 

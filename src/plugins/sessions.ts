@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import { createMemorySessionStore, type SessionStore } from '../services/session-store.js'
+import { createMemorySessionStore } from '../services/sessions/memory-store.js'
+import type { SessionStore } from '../services/sessions/store.js'
 
 declare module 'fastify' {
   interface FastifyInstance { sessions: SessionStore }

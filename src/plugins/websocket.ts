@@ -3,9 +3,9 @@ import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import fp from 'fastify-plugin'
 import { Errors } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
-import { createChatHub } from '../services/chat-hub.js'
-import { createOriginPolicy } from '../services/origins.js'
-import { createWsGateway } from '../services/ws-gateway.js'
+import { createChatHub } from '../services/chat/hub.js'
+import { createOriginPolicy } from '../services/http/origins.js'
+import { createWsGateway } from '../services/chat/gateway.js'
 
 /** Longest wait for a peer's answer to our close frame before the socket is cut. */
 const MAX_CLOSE_HANDSHAKE_MS = 5000

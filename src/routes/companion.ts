@@ -9,7 +9,7 @@ import {
   InitializeBody, InitializeResponse, InitializeUnavailable
 } from '../schemas/companion.js'
 import { AiUnavailableError, type CompanionReply } from '../services/ai/service.js'
-import type { ChatTurn, CompanionSession, Persona } from '../services/session-store.js'
+import type { ChatTurn, CompanionSession, Persona } from '../services/sessions/store.js'
 
 /*
  * SPEC §2.1–2.2: create a companion session with its greeting; chat in it,

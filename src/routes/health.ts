@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Probe } from '../schemas/monitoring.js'
-import { uptime } from '../services/metrics.js'
+import { uptime } from '../services/monitoring/metrics.js'
 import { VERSION } from '../version.js'
 
 // Probes are never limited, are answered while draining (they report it), and

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { Errors, withFields } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
 import { SessionInfo, SessionNotFound, SessionParams } from '../schemas/sessions.js'
-import type { Session } from '../services/session-store.js'
+import type { Session } from '../services/sessions/store.js'
 
 const iso = (ms: number) => new Date(ms).toISOString()
 

@@ -5,7 +5,7 @@ import { Errors } from '../errors.js'
 import { statsReport } from '../plugins/metrics.js'
 import { errorResponses } from '../schemas/common.js'
 import { Stats } from '../schemas/monitoring.js'
-import { createPrometheusExporter } from '../services/prometheus.js'
+import { createPrometheusExporter } from '../services/monitoring/prometheus.js'
 
 const BEARER = /^Bearer +(\S+) *$/i
 

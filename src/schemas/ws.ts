@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import type { Participant, SessionEvent } from '../services/session-store.js'
+import type { Participant, SessionEvent } from '../services/sessions/store.js'
 import { LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE } from './common.js'
 
 /*

@@ -1,4 +1,4 @@
-import type { CircuitState } from '../ai-outcome.js'
+import type { CircuitState } from './outcome.js'
 
 /*
  * SPEC §4.4: after `threshold` consecutive failed requests, calls stop for

@@ -1,4 +1,4 @@
-import type { Persona } from '../session-store.js'
+import type { Persona } from '../sessions/store.js'
 import { cleanPersona } from './prompt.js'
 
 /*

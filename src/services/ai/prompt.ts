@@ -1,4 +1,4 @@
-import type { ChatTurn, Persona } from '../session-store.js'
+import type { ChatTurn, Persona } from '../sessions/store.js'
 
 /*
  * SPEC §4.1–4.2. Persona fields are user data in the most privileged channel

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { WebSocket, type RawData } from 'ws'
-import { Errors, fieldsOf, isPublicError } from '../errors.js'
-import { DEFAULT_PLAYER_NAME, type ClientData, type ClientEventName } from '../schemas/ws.js'
-import type { ChatHub, Member } from './chat-hub.js'
-import { createConnectionCounts, createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type ConnectionRefusal, type RateVerdict, type RateWindow } from './ws-limits.js'
-import { encode, frameId, parseFrame } from './ws-protocol.js'
+import { Errors, fieldsOf, isPublicError } from '../../errors.js'
+import { DEFAULT_PLAYER_NAME, type ClientData, type ClientEventName } from '../../schemas/ws.js'
+import type { ChatHub, Member } from './hub.js'
+import { createConnectionCounts, createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type ConnectionRefusal, type RateVerdict, type RateWindow } from './limits.js'
+import { encode, frameId, parseFrame } from './protocol.js'
 
 /*
  * The life of WebSocket connections (SPEC §3): admission caps, the

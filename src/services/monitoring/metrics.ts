@@ -1,4 +1,4 @@
-import type { AiOutcome } from './ai-outcome.js'
+import type { AiOutcome } from '../ai/outcome.js'
 import { createAlertBook, type Alert, type AlertChange } from './alerts.js'
 
 /*

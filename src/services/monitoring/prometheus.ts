@@ -1,6 +1,6 @@
 import type { Static } from '@sinclair/typebox'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
-import type { Stats } from '../schemas/monitoring.js'
+import type { Stats } from '../../schemas/monitoring.js'
 
 /*
  * The /api/stats figures in Prometheus text format, plus the default Node.js

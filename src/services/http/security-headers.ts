@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import helmet from 'helmet'
-import type { Config } from '../config.js'
+import type { Config } from '../../config.js'
 
 /**
  * helmet's headers for this configuration (CSP `default-src 'self'`, HSTS in

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { Errors } from '../errors.js'
-import type { ServerEvents } from '../schemas/ws.js'
-import type { SessionEvent, SessionStore } from './session-store.js'
-import { encode } from './ws-protocol.js'
+import { Errors } from '../../errors.js'
+import type { ServerEvents } from '../../schemas/ws.js'
+import type { SessionEvent, SessionStore } from '../sessions/store.js'
+import { encode } from './protocol.js'
 
 /*
  * Multiplayer sessions (SPEC §3): who is in which session, and fan-out.

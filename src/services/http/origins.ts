@@ -1,4 +1,4 @@
-import { parseOrigins, type Config } from '../config.js'
+import { parseOrigins, type Config } from '../../config.js'
 
 // Vite, CRA and friends on the developer's own machine (SPEC §6).
 const DEV_ORIGIN = /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/

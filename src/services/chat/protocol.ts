@@ -3,8 +3,8 @@ import { ValueErrorType } from '@sinclair/typebox/errors'
 import type { TSchema } from '@sinclair/typebox'
 import sjson from 'secure-json-parse'
 import type { RawData } from 'ws'
-import { Errors, withFields } from '../errors.js'
-import { ClientEnvelope, ClientEventData, ClientId, type ClientData, type ClientEventName, type ServerEvents } from '../schemas/ws.js'
+import { Errors, withFields } from '../../errors.js'
+import { ClientEnvelope, ClientEventData, ClientId, type ClientData, type ClientEventName, type ServerEvents } from '../../schemas/ws.js'
 
 /*
  * Frames in and out (SPEC §3). Incoming frames are parsed with the same
