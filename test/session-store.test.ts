@@ -38,9 +38,9 @@ t.test('the estimate: text as UTF-16 plus a fixed allowance per session and per 
   t.equal(store.bytes, 0)
   const companion = await store.createCompanion(persona)
   t.equal(store.bytes, COMPANION_BYTES)
-  await store.appendTurns(companion.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'hello' }], 20)
+  await store.appendTurns(companion.id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'hello', timestamp: 0 }], 20)
   t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 10), '128 per turn plus its text')
-  await store.appendTurns(companion.id, [{ role: 'user', text: 'bye' }], 1)
+  await store.appendTurns(companion.id, [{ role: 'user', text: 'bye', timestamp: 0 }], 1)
   t.equal(store.bytes, COMPANION_BYTES + 128 + 6, 'trimmed turns no longer count')
 
   const code = 'c'.repeat(64)
@@ -76,7 +76,7 @@ t.test('over budget, the least recently active sessions are evicted first', asyn
   t.same(await ids(store, [b.id, c.id, d.id, big.id]), [false, false, true, true], 'as many as it takes, oldest first')
   t.equal(store.bytes, 3 * COMPANION_BYTES)
   t.same(evictions, [1, 2])
-  t.equal(await store.appendTurns(a.id, [{ role: 'user', text: 'hi' }], 20), undefined, 'an evicted session is gone, like an expired one')
+  t.equal(await store.appendTurns(a.id, [{ role: 'user', text: 'hi', timestamp: 0 }], 20), undefined, 'an evicted session is gone, like an expired one')
 })
 
 t.test('activity moves a session to the most recently active end; reads do not', async (t) => {
@@ -89,7 +89,7 @@ t.test('activity moves a session to the most recently active end; reads do not',
   await store.leave('r', 'u1') // an empty room: evictable
   const c = await store.createCompanion(persona)
   clock.now = 10
-  t.equal((await store.appendTurns(a.id, [{ role: 'user', text: 'hi' }], 0))?.lastActivity, 10, 'a kept no turn but was active')
+  t.equal((await store.appendTurns(a.id, [{ role: 'user', text: 'hi', timestamp: 0 }], 0))?.lastActivity, 10, 'a kept no turn but was active')
   t.ok(await store.get(b.id), 'reading b is not activity')
   await store.appendEvent('r', chatMessage('r', 'hello'), 50)
   t.equal(store.bytes, 3 * COMPANION_BYTES + ROOM + MESSAGE, 'at the budget, not over it')
@@ -202,7 +202,7 @@ t.test('the session being written is never evicted, even when it alone exceeds t
   t.equal(other.ok, true)
   const a = await store.createCompanion(persona)
   t.equal(await store.get('other'), undefined, 'the older empty room made way')
-  const written = await store.appendTurns(a.id, [{ role: 'user', text: 'x'.repeat(2000) }], 20)
+  const written = await store.appendTurns(a.id, [{ role: 'user', text: 'x'.repeat(2000), timestamp: 0 }], 20)
   t.equal(written?.history.length, 1)
   t.ok(await store.get(a.id))
   t.equal(store.bytes, COMPANION_BYTES + 128 + 4000)
@@ -218,8 +218,8 @@ t.test('the total returns to 0 when everything is deleted, expired or swept', as
   const b = await store.createCompanion(persona)
   const c = await store.createCompanion(persona)
   for (const session of [a, b, c]) {
-    await store.appendTurns(session.id, [{ role: 'user', text: 'héllo 👋' }, { role: 'model', text: 'hi' }], 3)
-    await store.appendTurns(session.id, [{ role: 'user', text: 'more' }], 3)
+    await store.appendTurns(session.id, [{ role: 'user', text: 'héllo 👋', timestamp: 0 }, { role: 'model', text: 'hi', timestamp: 0 }], 3)
+    await store.appendTurns(session.id, [{ role: 'user', text: 'more', timestamp: 0 }], 3)
   }
   await store.join('r1', sam, 10)
   await store.join('r1', { userId: 'u2', playerName: 'Alex' }, 10)
@@ -262,7 +262,7 @@ t.test('10,000 sessions under a small budget keep the total within it', async (t
       await store.leave(code, 'u1')
     } else {
       const session = await store.createCompanion(persona)
-      await store.appendTurns(session.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'x'.repeat(300) }], 20)
+      await store.appendTurns(session.id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'x'.repeat(300), timestamp: 0 }], 20)
     }
     highest = Math.max(highest, store.bytes)
   }
