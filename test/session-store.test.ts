@@ -3,6 +3,7 @@ import t, { type Test } from 'tap'
 import { loadConfig } from '../src/config.js'
 import { createMemorySessionStore, type MemoryStoreOptions } from '../src/services/sessions/memory-store.js'
 import { newSessionId, type SessionEvent } from '../src/services/sessions/store.js'
+import { companionStoreSuite } from './companion-store-suite.js'
 import { buildAppWithLog } from './helper.js'
 
 /* SPEC §9 "memory stays bounded however many sessions come and go": the store-wide byte budget. */
@@ -313,6 +314,36 @@ t.test('through the app: SESSION_MEMORY_MB=1 evicts the oldest companion session
   t.equal(warnings.length, 1, 'once, not per evicted session')
   t.match(warnings[0], { sessionMemoryMB: 1, evicted: 1 })
   t.notMatch(JSON.stringify(stdout()), 'pppp', 'no persona text in the log')
+})
+
+t.test('the companion half, in memory', async (t) => {
+  companionStoreSuite(t, async (t) => {
+    const { store, clock } = setup(t)
+    return { store, advance: async (ms) => { clock.now += ms } }
+  })
+})
+
+t.test('regenerated replies count in the budget with their alternatives; idempotency records have their own share', async (t) => {
+  const { store } = setup(t, { maxBytes: 64 * 1024 })
+  const { id } = await store.createCompanion(persona)
+  await store.appendTurns(id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'a'.repeat(100), timestamp: 0 }], 20)
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 200))
+  await store.reviseReply(id, { role: 'model', text: 'b'.repeat(50), timestamp: 1 }, 20)
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 100 + 200), 'the reply and its alternative')
+  for (let i = 0; i < 5; i++) await store.reviseReply(id, { role: 'model', text: 'c'.repeat(10), timestamp: 2 }, 20)
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 20 + 4 * 20), 'four alternatives of 10 characters: the older ones no longer count')
+
+  // An eighth of the 64 KiB budget, 8,192 bytes, holds three records of
+  // 128 + 2 × (2-character key + 1-character fingerprint + 1,000-character body) = 2,134 bytes.
+  const body = 'x'.repeat(1000)
+  for (let i = 0; i < 10; i++) {
+    const key = `k${i}`
+    await store.beginRequest(key, 'f', 1000)
+    await store.endRequest(key, { state: 'done', fingerprint: 'f', response: { statusCode: 200, body } }, 1000)
+  }
+  for (const key of ['k7', 'k8', 'k9']) t.match(await store.beginRequest(key, 'f', 1000), { claimed: false, record: { state: 'done' } }, `${key} is kept`)
+  t.match(await store.beginRequest('k6', 'f', 1000), { claimed: true, retry: false }, 'older records were forgotten early')
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 20 + 4 * 20), 'and sessions are not evicted for them')
 })
 
 t.test('session ids: 128 random bits, URL-safe, never repeated (SPEC §2.1: at least 122)', async (t) => {
