@@ -1,0 +1,217 @@
+import type { Redis } from 'ioredis'
+import { Errors } from '../../errors.js'
+import type { RedisKeys } from '../redis/keys.js'
+import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
+import { companionScripts } from '../redis/scripts/companion.js'
+import { sessionScripts } from '../redis/scripts/sessions.js'
+import {
+  MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type RequestRecord,
+  type SessionEvent, type SessionStore, type StoredTurn
+} from './store.js'
+
+/*
+ * The shared session store (REDIS_URL, SPEC §9): every instance reads and
+ * writes the same sessions. It only translates the SessionStore calls into
+ * the atomic scripts of ../redis/scripts/sessions.ts; the key layout is in
+ * ../redis/keys.ts. Expiry is Redis' own (a TTL on every key of a session),
+ * so there is no sweep and no memory budget here.
+ *
+ * Presence: a multiplayer session keeps the participants of every instance.
+ * Each instance vouches for the members it holds (those it joined and that
+ * have not left) by renewing their presence every third of
+ * REDIS_PRESENCE_TTL_MS, which also keeps their session's keys alive; the
+ * members of an instance that died without a goodbye are dropped by the next
+ * script that touches the session once their presence has lapsed.
+ */
+
+export interface RedisStoreOptions {
+  redis: Redis
+  keys: RedisKeys
+  ttlMs: number
+  /** A member not vouched for this long is dropped (≤ 60 s, SPEC §9). */
+  presenceTtlMs: number
+  now?: () => number
+}
+
+export type RedisSessionStore = SessionStore & {
+  /** Renews the presence of this instance's members (also runs on a timer). */
+  refreshPresence: () => Promise<void>
+}
+
+type Flat = string[]
+type CompanionReply = [meta: Flat, history: Flat]
+type RoomReply = [meta: Flat, history: Flat, participants: Flat]
+
+function fields (flat: Flat): Record<string, string> {
+  const record: Record<string, string> = {}
+  for (let i = 0; i < flat.length; i += 2) record[flat[i]] = flat[i + 1]
+  return record
+}
+
+function base (id: string, meta: Record<string, string>) {
+  return { id, createdAt: Number(meta.createdAt), lastActivity: Number(meta.lastActivity), messageCount: Number(meta.messageCount) }
+}
+
+function toCompanion (id: string, [meta, history]: CompanionReply): CompanionSession {
+  const values = fields(meta)
+  return { kind: 'companion', ...base(id, values), persona: JSON.parse(values.persona), history: history.map((turn) => JSON.parse(turn) as StoredTurn) }
+}
+
+function toRoom (id: string, [meta, history, participants]: RoomReply): MultiplayerSession {
+  const joined: Array<Participant & { order: number }> = []
+  for (let i = 0; i < participants.length; i += 2) {
+    const [order, playerName] = JSON.parse(participants[i + 1]) as [number, string]
+    joined.push({ userId: participants[i], playerName, order })
+  }
+  joined.sort((a, b) => a.order - b.order)
+  return {
+    kind: 'multiplayer',
+    ...base(id, fields(meta)),
+    participants: joined.map(({ userId, playerName }) => ({ userId, playerName })),
+    history: history.map((event) => JSON.parse(event) as SessionEvent)
+  }
+}
+
+/** Any Redis failure (down, frozen, restarting) is the client's 503 STORE_UNAVAILABLE. */
+async function guarded<T> (operation: Promise<T>): Promise<T> {
+  try {
+    return await operation
+  } catch (error) {
+    throw new Errors.STORE_UNAVAILABLE({ cause: error })
+  }
+}
+
+export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, now = Date.now }: RedisStoreOptions): RedisSessionStore {
+  const scripts = defineScripts(redis, 'sessions', sessionScripts)
+  const companionOnly = defineScripts(redis, 'companion', companionScripts)
+  /** Room id → the user ids this instance holds in it. */
+  const mine = new Map<string, Set<string>>()
+
+  const roomKeys = (id: string) => {
+    const room = keys.room(id)
+    return [room.meta, room.history, room.participants, room.presence, keys.roomIndex]
+  }
+  const companionKeys = (id: string) => {
+    const companion = keys.companion(id)
+    return [companion.meta, companion.history, keys.companionIndex]
+  }
+  /** ARGV[1..3] of every write script. */
+  const writeArgs = (id: string, ...rest: ScriptArg[]): ScriptArg[] => [id, now(), ttlMs, ...rest]
+
+  async function room (script: 'leave' | 'appendEvent', id: string, ...rest: ScriptArg[]): Promise<MultiplayerSession | undefined> {
+    const reply = await guarded(scripts[script](roomKeys(id), writeArgs(id, ...rest)))
+    return reply === null ? undefined : toRoom(id, reply as RoomReply)
+  }
+
+  function forget (id: string, userId: string): void {
+    const members = mine.get(id)
+    members?.delete(userId)
+    if (members?.size === 0) mine.delete(id)
+  }
+
+  async function refreshPresence (): Promise<void> {
+    const at = now()
+    const deadline = at + presenceTtlMs
+    await Promise.all([...mine].map(async ([id, members]) => {
+      const alive = await scripts.refresh(roomKeys(id), [id, at, ttlMs, deadline, ...members])
+      // Gone (expired, or a Redis restarted empty): its members learn it on their next message.
+      if (alive === 0) mine.delete(id)
+    }))
+  }
+
+  // Often enough that neither a member's presence nor its room's keys lapse between two renewals.
+  const timer = setInterval(() => { refreshPresence().catch(() => undefined) }, Math.min(presenceTtlMs, ttlMs) / 3).unref()
+
+  return {
+    refreshPresence,
+
+    async get (id) {
+      const room = keys.room(id)
+      const companion = keys.companion(id)
+      const reply = await guarded(scripts.get(
+        [companion.meta, companion.history, room.meta, room.history, room.participants, room.presence], [now()]
+      )) as ['companion', CompanionReply] | ['room', RoomReply] | null
+      if (reply === null) return undefined
+      return reply[0] === 'companion' ? toCompanion(id, reply[1]) : toRoom(id, reply[1])
+    },
+
+    async createCompanion (persona) {
+      const id = newSessionId()
+      const at = now()
+      const copy = { ...persona }
+      const { meta } = keys.companion(id)
+      await guarded(scripts.createCompanion([meta, keys.companionIndex], [id, at, ttlMs, JSON.stringify(copy)]))
+      return { kind: 'companion', id, persona: copy, history: [], messageCount: 0, createdAt: at, lastActivity: at }
+    },
+
+    async appendTurns (id, turns, keep) {
+      const reply = await guarded(scripts.appendTurns(companionKeys(id), writeArgs(id, keep, ...turns.map((turn) => JSON.stringify(turn)))))
+      return reply === null ? undefined : toCompanion(id, reply as CompanionReply)
+    },
+
+    async reviseReply (id, { role, text, timestamp }, keep) {
+      const reply = JSON.stringify({ role, text, timestamp })
+      const session = await guarded(companionOnly.reviseReply(companionKeys(id), writeArgs(id, keep, reply, MAX_ALTERNATIVES)))
+      return session === null ? undefined : toCompanion(id, session as CompanionReply)
+    },
+
+    async lockReply (id, token, ttlMs) {
+      return await guarded(redis.set(keys.companion(id).replying, token, 'PX', ttlMs, 'NX')) === 'OK'
+    },
+
+    async unlockReply (id, token) {
+      await guarded(companionOnly.unlockReply([keys.companion(id).replying], [token]))
+    },
+
+    async beginRequest (key, fingerprint, ttlMs) {
+      const running: RequestRecord = { state: 'running', fingerprint }
+      const reply = await guarded(companionOnly.beginRequest([keys.request(key)], [fingerprint, ttlMs, JSON.stringify(running)])) as
+        ['claimed', 0 | 1] | ['found', string]
+      return reply[0] === 'claimed' ? { claimed: true, retry: reply[1] === 1 } : { claimed: false, record: JSON.parse(reply[1]) as RequestRecord }
+    },
+
+    async endRequest (key, record, ttlMs) {
+      await guarded(redis.set(keys.request(key), JSON.stringify(record), 'PX', ttlMs))
+    },
+
+    async join (id, participant, maxParticipants) {
+      const { userId, playerName } = participant
+      const reply = await guarded(scripts.join(roomKeys(id), writeArgs(id, userId, playerName, maxParticipants, now() + presenceTtlMs))) as
+        ['ok', 0 | 1, RoomReply] | ['full']
+      if (reply[0] === 'full') return { ok: false, reason: 'full' }
+      let members = mine.get(id)
+      if (members === undefined) mine.set(id, members = new Set())
+      members.add(userId)
+      return { ok: true, session: toRoom(id, reply[2]), created: reply[1] === 1 }
+    },
+
+    async leave (id, userId) {
+      // First: even if Redis cannot hear the goodbye, this instance stops vouching.
+      forget(id, userId)
+      return room('leave', id, userId)
+    },
+
+    async appendEvent (id, event, keep) {
+      return room('appendEvent', id, keep, JSON.stringify(event))
+    },
+
+    async delete (id) {
+      const companion = keys.companion(id)
+      const room = keys.room(id)
+      const deleted = await guarded(scripts.delete(
+        [companion.meta, companion.history, keys.companionIndex, room.meta, room.history, room.participants, room.presence, keys.roomIndex], [id]
+      ))
+      return deleted === 1
+    },
+
+    async counts () {
+      const [companion, multiplayer] = await guarded(scripts.counts([keys.companionIndex, keys.roomIndex], [now()])) as [number, number]
+      return { companion, multiplayer }
+    },
+
+    async close () {
+      clearInterval(timer)
+      mine.clear()
+    }
+  }
+}
