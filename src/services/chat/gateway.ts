@@ -63,6 +63,8 @@ export function createWsGateway (options: WsGatewayOptions) {
   const counts = createConnectionCounts({ max: options.maxConnections, maxPerAddress: options.maxConnectionsPerAddress })
   const rate = createMessageRate({ rate: options.messageRate, windowMs: options.messageWindowMs, now })
   const connections = new Set<Connection>()
+  /** Goodbyes still on their way to the store; `close` waits for them, so they never outlive it. */
+  const leaving = new Set<Promise<void>>()
   let closing = false
 
   const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<void> } = {
@@ -120,7 +122,9 @@ export function createWsGateway (options: WsGatewayOptions) {
 
   function leaveAll (connection: Connection): void {
     // After the frames already queued, so a join in flight is undone too.
-    connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => report(connection, error))
+    const left = connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => report(connection, error))
+    leaving.add(left)
+    left.then(() => leaving.delete(left)).catch(() => undefined)
   }
 
   function onMessage (this: WebSocket, raw: RawData, isBinary: boolean): void {
@@ -198,8 +202,10 @@ export function createWsGateway (options: WsGatewayOptions) {
       for (const { socket } of connections) socket.close(CLOSE_GOING_AWAY, 'server shutting down')
     },
 
-    close (): void {
+    /** After `closeAll` and the server's close: the goodbyes reach the store before it closes. */
+    async close (): Promise<void> {
       clearInterval(heartbeat)
+      await Promise.all(leaving)
     }
   }
 }
