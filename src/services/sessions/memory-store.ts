@@ -144,8 +144,8 @@ export function createMemorySessionStore ({
    * active (last in `idle`, so `idle` stays in lastActivity order), then the
    * budget is kept.
    */
-  function written (session: Stored, delta: number): void {
-    session.lastActivity = now()
+  function written (session: Stored, delta: number, at = now()): void {
+    session.lastActivity = at
     const bytes = unsize(session) + delta
     total += delta
     if (isPinned(session)) {
@@ -245,7 +245,7 @@ export function createMemorySessionStore ({
         kind: 'companion', id: newSessionId(), persona: { ...persona }, history: [], messageCount: 0, createdAt: at, lastActivity: at
       }
       companions.set(session.id, session)
-      written(session, SESSION_OVERHEAD_BYTES + textBytes(session.id) + personaBytes(persona))
+      written(session, SESSION_OVERHEAD_BYTES + textBytes(session.id) + personaBytes(persona), at)
       return session
     },
 
@@ -303,7 +303,7 @@ export function createMemorySessionStore ({
         const at = now()
         session = { kind: 'multiplayer', id, participants: [], history: [], messageCount: 0, createdAt: at, lastActivity: at }
         multiplayers.set(id, session)
-        written(session, SESSION_OVERHEAD_BYTES + textBytes(id))
+        written(session, SESSION_OVERHEAD_BYTES + textBytes(id), at)
       }
       let delta = 0
       const already = session.participants.some((p) => p.userId === participant.userId)
