@@ -396,3 +396,21 @@ t.test('issue 15: lengths are checked after NFKC normalisation, naming the field
   const fits = await post('initialize', { companionConfig: { ...companionConfig, personality: ligature.repeat(55) } })
   t.equal(fits.status, 200, '990 characters after NFKC fit')
 })
+
+t.test('/docs documents regenerate, export and the Idempotency-Key header from their schemas', async (t) => {
+  const { url } = await setup(t)
+  const { paths } = await (await fetch(`${url}/docs/json`)).json() as { paths: Record<string, any> }
+  const regenerate = paths['/api/ai-companion/regenerate'].post
+  t.same(Object.keys(regenerate.responses).sort(), ['200', '400', '404', '409', '413', '415', '422', '429', '500', '503'])
+  t.same(Object.keys(regenerate.responses['200'].content).sort(), ['application/json', 'text/event-stream'])
+  t.same(Object.keys(regenerate.requestBody.content['application/json'].schema.properties), ['sessionId'])
+  for (const path of ['initialize', 'chat', 'regenerate']) {
+    const header = paths[`/api/ai-companion/${path}`].post.parameters.find((p: any) => p.in === 'header')
+    t.match(header, { name: 'idempotency-key', required: false, schema: { pattern: '^[A-Za-z0-9_-]{1,128}$' } }, path)
+  }
+  const exported = paths['/api/sessions/{id}/export'].get
+  t.same(Object.keys(exported.responses).sort(), ['200', '400', '404', '409', '429', '500', '503'])
+  const schema = exported.responses['200'].content['application/json'].schema
+  t.same(Object.keys(schema.properties), ['sessionId', 'kind', 'companion', 'createdAt', 'exportedAt', 'messages'])
+  t.same(Object.keys(schema.properties.messages.items.properties), ['role', 'text', 'timestamp', 'alternatives'])
+})
