@@ -329,6 +329,31 @@ t.test('Idempotency-Key: a 503 is not remembered; the retry answers the kept mes
   t.equal((await exportOf(sessionId)).messages.length, 5)
 })
 
+t.test('Idempotency-Key: a retried 503 continues the session the 503 created (chat without sessionId, initialize)', async (t) => {
+  const { fake, app, post, exportOf } = await setup(t)
+  fake.script(apiError(503), apiError(503), apiError(503), { text: 'Found you.' })
+  const key = { 'idempotency-key': 'stateless-client' }
+  const failed = await post('chat', { companionConfig, message: 'hi' }, key)
+  t.equal(failed.status, 503)
+  const { sessionId } = await failed.json() as { sessionId: string }
+  const retried = await post('chat', { companionConfig, message: 'hi' }, key)
+  t.equal(retried.status, 200)
+  t.match(await retried.json(), { sessionId, message: 'Found you.' }, 'the same session')
+  t.same((await exportOf(sessionId)).messages.map((m: any) => [m.role, m.text]), [['user', 'hi'], ['model', 'Found you.']])
+  t.same(await app.sessions.counts(), { companion: 1, multiplayer: 0 })
+
+  fake.script(apiError(503), apiError(503), apiError(503), { text: GREETING })
+  const initKey = { 'idempotency-key': 'init-retry' }
+  const initFailed = await post('initialize', { companionConfig }, initKey)
+  t.equal(initFailed.status, 503)
+  const first = (await initFailed.json() as { sessionId: string }).sessionId
+  const initRetried = await post('initialize', { companionConfig }, initKey)
+  t.equal(initRetried.status, 200)
+  t.match(await initRetried.json(), { sessionId: first, greeting: GREETING })
+  t.same((await exportOf(first)).messages.map((m: any) => m.text), [GREETING])
+  t.same(await app.sessions.counts(), { companion: 2, multiplayer: 0 })
+})
+
 t.test('Idempotency-Key: a streamed first request is remembered as its final JSON body', async (t) => {
   const { fake, post, newSession } = await setup(t)
   const sessionId = await newSession()

@@ -79,23 +79,24 @@ export function companionStoreSuite (t: Test, make: (t: Test) => Promise<StoreUn
 
   t.test('idempotency records: claimed once, then running, done or failed, each kept for its TTL', async (t) => {
     const { store, advance } = await make(t)
-    t.same(await store.beginRequest('k1', 'f1', 5000), { claimed: true, retry: false })
+    t.same(await store.beginRequest('k1', 'f1', 5000), { claimed: true })
     t.same(await store.beginRequest('k1', 'f1', 5000), { claimed: false, record: { state: 'running', fingerprint: 'f1' } })
     t.same(await store.beginRequest('k1', 'f2', 5000), { claimed: false, record: { state: 'running', fingerprint: 'f1' } })
     const response = { statusCode: 200, body: '{"message":"héllo 💞"}' }
     await store.endRequest('k1', { state: 'done', fingerprint: 'f1', response }, 5000)
     t.same(await store.beginRequest('k1', 'f1', 5000), { claimed: false, record: { state: 'done', fingerprint: 'f1', response } })
 
-    t.same(await store.beginRequest('k2', 'f1', 5000), { claimed: true, retry: false }, 'keys are independent')
-    await store.endRequest('k2', { state: 'failed', fingerprint: 'f1' }, 5000)
-    t.same(await store.beginRequest('k2', 'f2', 5000), { claimed: false, record: { state: 'failed', fingerprint: 'f1' } }, 'a failed key with another body is not claimed')
-    t.same(await store.beginRequest('k2', 'f1', 5000), { claimed: true, retry: true }, 'a failed attempt is run again, as a retry')
+    t.same(await store.beginRequest('k2', 'f1', 5000), { claimed: true }, 'keys are independent')
+    await store.endRequest('k2', { state: 'failed', fingerprint: 'f1', sessionId: 's1' }, 5000)
+    t.same(await store.beginRequest('k2', 'f2', 5000), { claimed: false, record: { state: 'failed', fingerprint: 'f1', sessionId: 's1' } }, 'a failed key with another body is not claimed')
+    t.same(await store.beginRequest('k2', 'f1', 5000), { claimed: true, retrying: { state: 'failed', fingerprint: 'f1', sessionId: 's1' } },
+      'a failed attempt is run again, knowing what it failed on')
     t.same(await store.beginRequest('k2', 'f1', 5000), { claimed: false, record: { state: 'running', fingerprint: 'f1' } })
 
-    t.same(await store.beginRequest('k3', 'f1', 200), { claimed: true, retry: false })
+    t.same(await store.beginRequest('k3', 'f1', 200), { claimed: true })
     await store.endRequest('k1', { state: 'done', fingerprint: 'f1', response }, 200)
     await advance(300)
-    t.same(await store.beginRequest('k3', 'f1', 5000), { claimed: true, retry: false }, 'a running claim whose instance died expires')
-    t.same(await store.beginRequest('k1', 'f2', 5000), { claimed: true, retry: false }, 'a done record expires')
+    t.same(await store.beginRequest('k3', 'f1', 5000), { claimed: true }, 'a running claim whose instance died expires')
+    t.same(await store.beginRequest('k1', 'f2', 5000), { claimed: true }, 'a done record expires')
   })
 }

@@ -146,12 +146,22 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     return session
   }
 
-  /** SPEC §2.2: a live companion session, else a new one from companionConfig, else 404. */
-  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>): Promise<CompanionSession> {
-    const existing = sessionId === undefined ? undefined : await sessions.get(sessionId)
-    if (existing?.kind === 'companion') return existing
-    if (companionConfig !== undefined) return sessions.createCompanion(toPersona(companionConfig))
-    throw new Errors.SESSION_NOT_FOUND()
+  async function liveCompanion (id: string | undefined): Promise<CompanionSession | undefined> {
+    const session = id === undefined ? undefined : await sessions.get(id)
+    return session?.kind === 'companion' ? session : undefined
+  }
+
+  /**
+   * SPEC §2.2: a live companion session, else (SPEC §2.5) the one a failed
+   * attempt of this idempotent request made, else a new one from
+   * companionConfig, else 404.
+   */
+  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>, run: IdempotentRun | null): Promise<CompanionSession> {
+    const session = await liveCompanion(sessionId) ?? await liveCompanion(run?.retrying?.sessionId) ??
+      (companionConfig === undefined ? undefined : await sessions.createCompanion(toPersona(companionConfig)))
+    if (session === undefined) throw new Errors.SESSION_NOT_FOUND()
+    if (run !== null) run.sessionId = session.id
+    return session
   }
 
   /** A new message: the user's turn is kept even when the AI fails (§4.5), not when a filter withheld the reply (§4.7). */
@@ -311,7 +321,11 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const persona = toPersona(request.body.companionConfig)
-    const session = await sessions.createCompanion(persona)
+    // A retry of an initialize that got a 503 greets in the session that 503 named (still without a greeting).
+    const run = request.idempotency
+    const earlier = await liveCompanion(run?.retrying?.sessionId)
+    const session = earlier?.history.length === 0 ? earlier : await sessions.createCompanion(persona)
+    if (run !== null) run.sessionId = session.id
     const signal = disconnectSignal(reply)
     let greeting: CompanionReply
     try {
@@ -338,8 +352,8 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const receivedAt = Date.now()
     const { message } = request.body
-    const { id } = await openSession(request.body)
-    const retry = request.idempotency?.retry === true
+    const { id } = await openSession(request.body, request.idempotency)
+    const retry = request.idempotency?.retrying !== undefined
     return generate(request, reply, id, async () => {
       const session = await companionSession(id)
       // SPEC §2.5: a retry after a 503 answers the message that 503 kept rather than keeping it twice.

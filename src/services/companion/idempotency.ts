@@ -23,8 +23,10 @@ export interface IdempotencyOptions {
 /** The caller runs the request and ends it exactly once (later calls are ignored). */
 export interface IdempotentRun {
   replay?: undefined
-  /** An earlier attempt with this key and body failed (and may have kept part of its work). */
-  retry: boolean
+  /** The failed attempt with this key and body that this request repeats; its session may hold part of its work. */
+  retrying?: { sessionId?: string }
+  /** The session this request works on, once known: a failure remembers it for the retry. */
+  sessionId?: string
   /** A 2xx response: remembered and replayed to repeats. */
   succeed: (response: StoredResponse) => Promise<void>
   /** An error: not remembered, a repeat runs again. */
@@ -56,12 +58,13 @@ export function createIdempotency ({ store, ttlMs, runningTtlMs }: IdempotencyOp
         ended = true
         await store.endRequest(recordKey, record, ttlMs)
       }
-      return {
-        retry: claim.retry,
+      const run: IdempotentRun = {
+        retrying: claim.retrying === undefined ? undefined : { sessionId: claim.retrying.sessionId },
         succeed: (response) => end({ state: 'done', fingerprint, response }),
-        fail: () => end({ state: 'failed', fingerprint }),
+        fail: () => end({ state: 'failed', fingerprint, ...(run.sessionId === undefined ? {} : { sessionId: run.sessionId }) }),
         get ended () { return ended }
       }
+      return run
     }
   }
 }

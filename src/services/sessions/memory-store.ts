@@ -287,7 +287,7 @@ export function createMemorySessionStore ({
       const record = liveRecord(key)
       if (record !== undefined && !(record.state === 'failed' && record.fingerprint === fingerprint)) return { claimed: false, record }
       putRecord(key, { state: 'running', fingerprint }, ttlMs)
-      return { claimed: true, retry: record !== undefined }
+      return record?.state === 'failed' ? { claimed: true, retrying: record } : { claimed: true }
     },
 
     async endRequest (key, record, ttlMs) {

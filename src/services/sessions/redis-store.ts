@@ -5,7 +5,7 @@ import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
 import { companionScripts } from '../redis/scripts/companion.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
 import {
-  MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type RequestRecord,
+  MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant, type RequestRecord,
   type SessionEvent, type SessionStore, type StoredTurn
 } from './store.js'
 
@@ -166,8 +166,9 @@ export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, no
     async beginRequest (key, fingerprint, ttlMs) {
       const running: RequestRecord = { state: 'running', fingerprint }
       const reply = await guarded(companionOnly.beginRequest([keys.request(key)], [fingerprint, ttlMs, JSON.stringify(running)])) as
-        ['claimed', 0 | 1] | ['found', string]
-      return reply[0] === 'claimed' ? { claimed: true, retry: reply[1] === 1 } : { claimed: false, record: JSON.parse(reply[1]) as RequestRecord }
+        ['claimed' | 'found', string]
+      if (reply[0] === 'found') return { claimed: false, record: JSON.parse(reply[1]) as RequestRecord }
+      return reply[1] === '' ? { claimed: true } : { claimed: true, retrying: JSON.parse(reply[1]) as FailedRequest }
     },
 
     async endRequest (key, record, ttlMs) {

@@ -47,12 +47,15 @@ export interface StoredResponse {
  */
 export type RequestRecord =
   | { state: 'running', fingerprint: string }
-  | { state: 'failed', fingerprint: string }
+  | FailedRequest
   | { state: 'done', fingerprint: string, response: StoredResponse }
 
-/** `claimed`: the caller runs the request (`retry`: after a failed attempt). Otherwise the record found, unchanged. */
+/** `sessionId`: the session the failed attempt worked on, which may hold part of its work. */
+export interface FailedRequest { state: 'failed', fingerprint: string, sessionId?: string }
+
+/** `claimed`: the caller runs the request (`retrying`: the failed attempt it repeats). Otherwise the record found, unchanged. */
 export type RequestClaim =
-  | { claimed: true, retry: boolean }
+  | { claimed: true, retrying?: FailedRequest }
   | { claimed: false, record: RequestRecord }
 
 export interface Participant {

@@ -40,7 +40,7 @@ return companion(KEYS[1], KEYS[2])
   /**
    * KEYS: the record. ARGV: fingerprint, running TTL, the running record's
    * JSON. Claims a new key, or a failed attempt with the same fingerprint.
-   * → ['claimed', 0 | 1 (a retry)] | ['found', record JSON]
+   * → ['claimed', the failed record's JSON or ''] | ['found', record JSON]
    */
   beginRequest: {
     keys: 1,
@@ -51,7 +51,7 @@ if found then
   if record.state ~= 'failed' or record.fingerprint ~= ARGV[1] then return { 'found', found } end
 end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
-return { 'claimed', found and 1 or 0 }
+return { 'claimed', found or '' }
 `
   }
 } satisfies Record<string, LuaScript>
