@@ -66,6 +66,8 @@ export function createWsGateway (options: WsGatewayOptions) {
   /** Goodbyes still on their way to the store; `close` waits for them, so they never outlive it. */
   const leaving = new Set<Promise<void>>()
   let closing = false
+  /** Set by `close` while it waits for the last connection to finish closing. */
+  let allClosed: (() => void) | undefined
 
   const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<void> } = {
     'join-session': (member, data) => hub.join(member, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME),
@@ -152,6 +154,14 @@ export function createWsGateway (options: WsGatewayOptions) {
     counts.remove(connection.ip)
     onClose?.()
     leaveAll(connection)
+    if (connections.size === 0) allClosed?.()
+  }
+
+  /** Closes every connection with 1001 and refuses new ones (SPEC §10). */
+  function closeAll (): void {
+    closing = true
+    clearInterval(heartbeat)
+    for (const { socket } of connections) socket.close(CLOSE_GOING_AWAY, 'server shutting down')
   }
 
   // One timer for every connection: a peer that did not answer the previous
@@ -195,16 +205,16 @@ export function createWsGateway (options: WsGatewayOptions) {
       connection.deliver(Buffer.from(encode('connected', { userId: connection.userId })))
     },
 
-    /** Closes every connection with 1001 and refuses new ones (SPEC §10). */
-    closeAll (): void {
-      closing = true
-      clearInterval(heartbeat)
-      for (const { socket } of connections) socket.close(CLOSE_GOING_AWAY, 'server shutting down')
-    },
+    closeAll,
 
-    /** After `closeAll` and the server's close: the goodbyes reach the store before it closes. */
+    /**
+     * Closes every connection (if `closeAll` has not), waits for the close
+     * handshakes (ws cuts a silent peer after its closeTimeout), then for
+     * their goodbyes to reach the store, so none outlives the store or the logs.
+     */
     async close (): Promise<void> {
-      clearInterval(heartbeat)
+      if (!closing) closeAll()
+      if (connections.size > 0) await new Promise<void>((resolve) => { allClosed = resolve })
       await Promise.all(leaving)
     }
   }

@@ -17,10 +17,12 @@ import { Redis, type RedisOptions } from 'ioredis'
 export const COMMAND_TIMEOUT_MS = 1000
 /** A TCP connect (or TLS handshake) that takes longer is abandoned and retried. */
 const CONNECT_TIMEOUT_MS = 2000
+/** A connection we cut is destroyed this soon if Redis does not close its end (a frozen one never does). */
+const DISCONNECT_TIMEOUT_MS = 100
 const FIRST_RECONNECT_DELAY_MS = 100
 export const MAX_RECONNECT_DELAY_MS = 5000
 /** How often the command connection is pinged: readiness notices a frozen Redis within this plus COMMAND_TIMEOUT_MS. */
-const HEALTH_INTERVAL_MS = 500
+const HEALTH_INTERVAL_MS = 250
 
 /**
  * The wait before reconnect attempt `attempt` (1, 2, …): doubling from 100 ms,
@@ -36,8 +38,13 @@ export function connectionOptions (name: string, overrides: RedisOptions = {}): 
   return {
     connectionName: name,
     enableOfflineQueue: false,
+    // A command in flight when the connection drops fails at once, and is
+    // never sent again after the reconnect: the caller was already told it failed.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
     commandTimeout: COMMAND_TIMEOUT_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     retryStrategy: (attempt) => reconnectDelay(attempt),
     ...overrides
   }
