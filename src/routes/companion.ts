@@ -93,11 +93,16 @@ interface Exchange {
 const companion: FastifyPluginAsyncTypebox = async (app) => {
   const { ai, sessions, config } = app
   const keep = config.COMPANION_HISTORY_KEPT
-  // The policy of SPEC §2.5 over state in the session store (shared in Redis mode).
-  const replyLock = createReplyLock({ store: sessions, ttlMs: longestReplyMs(config) })
-  const idempotency = createIdempotency({ store: sessions, ttlMs: config.IDEMPOTENCY_TTL_MS, runningTtlMs: longestReplyMs(config) })
-
   const logFailure = (what: string) => (error: unknown) => app.log.error({ errType: (error as Error).name }, what)
+
+  // The policy of SPEC §2.5 over state in the session store (shared in Redis mode).
+  const replyLock = createReplyLock({ store: sessions, ttlMs: longestReplyMs(config), onStoreError: logFailure('freeing a reply lock failed') })
+  const idempotency = createIdempotency({
+    store: sessions,
+    ttlMs: config.IDEMPOTENCY_TTL_MS,
+    runningTtlMs: longestReplyMs(config),
+    onStoreError: logFailure('ending an idempotency record failed')
+  })
 
   app.decorateRequest('idempotency', null)
   app.addHook('preValidation', normaliseBody)
@@ -117,7 +122,8 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     }
     request.idempotency = started
     // A response that ended without an outcome (client gone, stream broken) is a failure.
-    finished(reply.raw, () => { started.fail().catch(logFailure('ending an idempotency record failed')) })
+    // (Ending never rejects: a store error is reported by the idempotency service.)
+    finished(reply.raw, () => { started.fail() })
   })
 
   /** A JSON response is remembered before it is sent, so a repeat arriving right after it is a replay. */
@@ -249,7 +255,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     // and never report).
     finished(reply.raw, () => {
       replies.return(undefined as never).catch(logFailure('ending an AI stream failed'))
-      release().catch(logFailure('freeing a reply lock failed'))
+      release() // never rejects: a store error is reported by the lock
     })
     let first: IteratorResult<string, CompanionReply>
     try {

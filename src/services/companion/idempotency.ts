@@ -18,6 +18,12 @@ export interface IdempotencyOptions {
   ttlMs: number
   /** How long a running claim holds if its instance dies before ending it. */
   runningTtlMs: number
+  /**
+   * A record that could not be ended (store down) is reported here rather
+   * than failing a response that is already made; its claim runs out after
+   * `runningTtlMs`.
+   */
+  onStoreError: (error: unknown) => void
 }
 
 /** The caller runs the request and ends it exactly once (later calls are ignored). */
@@ -39,7 +45,7 @@ export type IdempotentStart = IdempotentRun | { replay: StoredResponse }
 /** The body's identity: its JSON, hashed so that a record stays small whatever the body. */
 const fingerprintOf = (body: unknown) => createHash('sha256').update(JSON.stringify(body) ?? '').digest('base64url')
 
-export function createIdempotency ({ store, ttlMs, runningTtlMs }: IdempotencyOptions) {
+export function createIdempotency ({ store, ttlMs, runningTtlMs, onStoreError }: IdempotencyOptions) {
   return {
     /** Claims `key` within `scope`, or answers with the first response; throws REQUEST_IN_PROGRESS or IDEMPOTENCY_KEY_REUSED. */
     async start (scope: string, key: string, body: unknown): Promise<IdempotentStart> {
@@ -56,7 +62,7 @@ export function createIdempotency ({ store, ttlMs, runningTtlMs }: IdempotencyOp
       const end = async (record: Parameters<SessionStore['endRequest']>[1]) => {
         if (ended) return
         ended = true
-        await store.endRequest(recordKey, record, ttlMs)
+        await store.endRequest(recordKey, record, ttlMs).catch(onStoreError)
       }
       const run: IdempotentRun = {
         retrying: claim.retrying === undefined ? undefined : { sessionId: claim.retrying.sessionId },

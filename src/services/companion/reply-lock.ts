@@ -16,7 +16,14 @@ import type { SessionStore } from '../sessions/store.js'
 export const longestReplyMs = ({ AI_TIMEOUT_MS, AI_MAX_ATTEMPTS }: { AI_TIMEOUT_MS: number, AI_MAX_ATTEMPTS: number }) =>
   AI_TIMEOUT_MS * (2 * AI_MAX_ATTEMPTS + 1)
 
-export function createReplyLock ({ store, ttlMs }: { store: SessionStore, ttlMs: number }) {
+export interface ReplyLockOptions {
+  store: SessionStore
+  ttlMs: number
+  /** A lock that could not be freed (store down) is reported here, not to the client, whose reply is made; it runs out after `ttlMs`. */
+  onStoreError: (error: unknown) => void
+}
+
+export function createReplyLock ({ store, ttlMs, onStoreError }: ReplyLockOptions) {
   return {
     /** Takes the session's lock or throws 409 SESSION_BUSY; resolves to its release (which may be called more than once). */
     async hold (sessionId: string): Promise<() => Promise<void>> {
@@ -26,7 +33,7 @@ export function createReplyLock ({ store, ttlMs }: { store: SessionStore, ttlMs:
       return async () => {
         if (released) return
         released = true
-        await store.unlockReply(sessionId, token)
+        await store.unlockReply(sessionId, token).catch(onStoreError)
       }
     }
   }
