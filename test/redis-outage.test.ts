@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
 import { loadConfig } from '../src/config.js'
 import { spawnServer, startServer } from './helper.js'
@@ -42,6 +42,17 @@ async function waitForStatus (base: string, path: string, status: number, timeou
     if (Date.now() - started > timeoutMs) throw new Error(`${path} did not answer ${status} within ${timeoutMs} ms (last: ${response?.status})`)
     await sleep(50)
   }
+}
+
+/** Joins with generous timeouts: three server processes share a busy machine here. */
+async function joined (t: Test, url: string, room: string, playerName: string): Promise<TestClient> {
+  const client = new TestClient(new WebSocket(`${url.replace(/^http/, 'ws')}/ws`))
+  t.teardown(() => client.ws.terminate())
+  t.match(await client.next(10_000), { event: 'connected' })
+  client.send('join-session', { sessionId: room, playerName })
+  t.match(await client.next(10_000), { event: 'session-joined' })
+  t.match(await client.next(10_000), { event: 'user-joined', data: { playerName } })
+  return client
 }
 
 /** Sends a chat message and returns the event answering it (`ack` or `error`). */
@@ -148,18 +159,19 @@ t.test('the participants of a killed instance are dropped within REDIS_PRESENCE_
   const graceful = await spawnServer(t, env)
   const { url: survivor } = await startServer(t, env)
   const room = `room-${randomUUID()}`
-  await (await TestClient.connect(t, await doomed.url)).join(room, 'Doomed')
-  await (await TestClient.connect(t, await graceful.url)).join(room, 'Graceful')
-  const alex = await TestClient.connect(t, survivor)
-  await alex.join(room, 'Alex')
+  await joined(t, await doomed.url, room, 'Doomed')
+  await joined(t, await graceful.url, room, 'Graceful')
+  const alex = await joined(t, survivor, room, 'Alex')
   t.match((await call(survivor, `/api/sessions/${room}`)).body, { participantCount: 3, participants: ['Doomed', 'Graceful', 'Alex'] })
-  const clients = async () => (await redis.command('CLIENT', 'LIST')).split('\n').filter((line) => line.includes('name=lovers-code:')).length
+  const { instanceId } = (await call(await graceful.url, '/health')).body
+  const connectionsOf = async (id: string) => (await redis.command('CLIENT', 'LIST')).split('\n')
+    .map((line) => /name=(\S*)/.exec(line)?.[1]).filter((name) => name?.startsWith(`lovers-code:${id}:`)).sort()
+  t.same(await connectionsOf(instanceId), [`lovers-code:${instanceId}:commands`, `lovers-code:${instanceId}:health`], 'named connections')
 
-  const before = await clients()
   graceful.child.kill('SIGTERM')
   t.equal(await graceful.exited, 0)
   t.match((await call(survivor, `/api/sessions/${room}`)).body, { participants: ['Doomed', 'Alex'] }, 'a graceful shutdown leaves at once')
-  t.equal(await clients(), before - 1, 'and closes its Redis connection')
+  t.same(await connectionsOf(instanceId), [], 'and closes its Redis connections')
 
   doomed.child.kill('SIGKILL')
   await doomed.exited

@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto'
+import { pino } from 'pino'
 import t, { type Test } from 'tap'
+import { buildApp } from '../src/app.js'
+import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
 import { aiEnv, startFakeGemini, type FakeGemini } from './fake-gemini.js'
-import { startServer } from './helper.js'
+import { startServer, testConfig } from './helper.js'
 import { startRedis, type RedisServer } from './redis-server.js'
 import { TestClient, type Envelope } from './ws-client.js'
 
@@ -149,4 +152,22 @@ t.test('sessions expire in Redis and the key count returns to where it started',
   }
   t.same(left, [], 'every key is gone')
   t.equal((await fetch(`${b.url}/api/sessions/${sessionId}`)).status, 404)
+})
+
+t.test('buildApp({ sessionStore }): apps sharing one injected store see the same sessions; the store stays its creator\'s', async (t) => {
+  const store = createMemorySessionStore({ ttlMs: 60_000 })
+  t.teardown(() => store.close())
+  const build = async () => {
+    const app = await buildApp(await testConfig(t), pino({ level: 'silent' }), { sessionStore: store })
+    t.teardown(() => app.close())
+    return app
+  }
+  const [a, b] = [await build(), await build()]
+  t.equal(a.sessions, store)
+  const created = await a.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig } })
+  const { sessionId } = created.json()
+  t.match((await b.inject(`/api/sessions/${sessionId}`)).json(), { sessionId, companionName: 'Ava' })
+  await a.close()
+  t.ok(await store.get(sessionId), 'closing an app does not close an injected store')
+  t.equal((await b.inject(`/api/sessions/${sessionId}`)).statusCode, 200)
 })

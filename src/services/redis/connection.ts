@@ -21,7 +21,7 @@ const CONNECT_TIMEOUT_MS = 2000
 const DISCONNECT_TIMEOUT_MS = 100
 const FIRST_RECONNECT_DELAY_MS = 100
 export const MAX_RECONNECT_DELAY_MS = 5000
-/** How often the command connection is pinged: readiness notices a frozen Redis within this plus COMMAND_TIMEOUT_MS. */
+/** How often Redis is pinged: readiness notices a frozen Redis within this plus COMMAND_TIMEOUT_MS. */
 const HEALTH_INTERVAL_MS = 250
 
 /**
@@ -117,6 +117,9 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
   }
 
   const client = connect('commands')
+  // The health check has a connection of its own: a PING queued behind a
+  // burst of big replies on the command connection would look like an outage.
+  const probe = connect('health')
   // A closed socket is down at once; being up again is confirmed by a PING.
   client.on('close', () => setState('down', lastError || 'connection closed'))
 
@@ -125,10 +128,12 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
     if (checking || closed) return
     checking = true
     try {
-      if (client.status !== 'ready') return setState('down', lastError || client.status)
-      await client.ping()
+      const notReady = [client, probe].find((connection) => connection.status !== 'ready')
+      if (notReady !== undefined) return setState('down', lastError || notReady.status)
+      await probe.ping()
       setState('ok')
     } catch (error) {
+      // The PING was sent and not answered in time: Redis is frozen.
       setState('down', errorText(error))
       // A frozen Redis keeps the socket open: commands written to it would
       // each wait for their timeout. Cutting it makes them fail at once and
@@ -138,7 +143,7 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
       checking = false
     }
   }
-  client.on('ready', () => { check().catch(() => undefined) })
+  for (const connection of [client, probe]) connection.on('ready', () => { check().catch(() => undefined) })
   const timer = setInterval(() => { check().catch(() => undefined) }, healthIntervalMs).unref()
 
   return {
