@@ -38,7 +38,8 @@ t.test('offline mode answers 200 with persona-aware canned replies', async (t) =
     { result: 'offline', attempts: 0, streamed: false, msg: 'ai request' })
 })
 
-const OFFLINE_WARNING = 'GEMINI_API_KEY is not set: the AI companion runs in OFFLINE MODE and answers with canned replies. Set GEMINI_API_KEY to use Gemini.'
+const OFFLINE_WARNING = 'No AI provider is configured: the AI companion runs in OFFLINE MODE and answers with canned replies. ' +
+  'Set GEMINI_API_KEY to use Gemini, or OPENAI_BASE_URL and OPENAI_MODEL for an OpenAI-compatible server (README "AI providers").'
 
 t.test('the app warns once at startup when GEMINI_API_KEY is unset, and not when it is set', async (t) => {
   const offline = await buildAppWithLog(t)

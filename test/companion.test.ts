@@ -284,13 +284,13 @@ t.test('logs: one ai-requests line per AI call; no persona or message text in an
   await waitForLogLine(dir, 'requests', (line) => line.status === 400)
   await waitForLogLine(dir, 'errors', (line) => line.code === 'AI_UNAVAILABLE')
   const ai = await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'HTTP_400')
-  t.match(ai, { level: 'info', msg: 'ai request', operation: 'chat', model: 'gemini-2.5-flash', result: 'failed', attempts: 1 })
+  t.match(ai, { level: 'info', msg: 'ai request', operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', success: false, result: 'failed', attempts: 1 })
   const lines = (await readFile(join(dir, 'ai-requests.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line))
   t.equal(lines.length, 4, 'one line per AI request (the rejected one made none)')
   t.same(Object.keys(lines[0]).sort(),
-    ['attempts', 'finishReason', 'inputTokens', 'latencyMs', 'level', 'log', 'model', 'msg', 'operation', 'outputTokens', 'result', 'streamed', 'time'])
-  t.match(lines[0], { operation: 'greeting', result: 'ok', attempts: 1, inputTokens: 42, outputTokens: 7, finishReason: 'STOP', streamed: false })
-  t.match(lines[2], { result: 'blocked', errorCode: 'PROMPT_BLOCKED_SAFETY' })
+    ['attempts', 'finishReason', 'inputTokens', 'latencyMs', 'level', 'log', 'model', 'msg', 'operation', 'outputTokens', 'provider', 'result', 'streamed', 'success', 'time'])
+  t.match(lines[0], { operation: 'greeting', provider: 'gemini', success: true, result: 'ok', attempts: 1, inputTokens: 42, outputTokens: 7, finishReason: 'STOP', streamed: false })
+  t.match(lines[2], { success: true, result: 'blocked', errorCode: 'PROMPT_BLOCKED_SAFETY' }, 'a withheld reply is the model\'s own: success')
 
   for (const name of ['requests', 'ai-requests', 'errors', 'server-stats']) {
     const text = await readFile(join(dir, `${name}.log`), 'utf8').catch(() => '')
