@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { blockedReply, greetingFallback, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini } from './fake-gemini.js'
-import { buildTestApp, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, waitForLogLine } from './helper.js'
 
 /* SPEC §2.1–2.2 and §4 through the whole app: inject for HTTP, the real SDK against the fake Gemini. */
 
@@ -296,4 +296,36 @@ t.test('logs: one ai-requests line per AI call; no persona or message text in an
     const text = await readFile(join(dir, `${name}.log`), 'utf8').catch(() => '')
     t.notMatch(text, /7f3a9c/, `${name}.log holds no persona, message, reply or upstream text`)
   }
+})
+
+t.test('generation settings on every Gemini call: AI_MAX_OUTPUT_TOKENS, AI_TEMPERATURE, GEMINI_THINKING_BUDGET (SPEC §4.10)', async (t) => {
+  const defaults = await setup(t)
+  const sessionId = await newSession(t, defaults.app)
+  await chat(defaults.app, { sessionId, message: 'hi' })
+  await post(defaults.app, '/api/ai-companion/chat', { sessionId, message: 'hi' }, { accept: 'text/event-stream' })
+  t.equal(defaults.fake.requests.length, 3)
+  for (const request of defaults.fake.requests) {
+    t.same(request.body.generationConfig, { maxOutputTokens: 512, temperature: 0.9, thinkingConfig: { thinkingBudget: 0 } },
+      `${request.stream ? 'streamed' : 'whole'}: thinking off by default`)
+  }
+
+  const tuned = await setup(t, { AI_MAX_OUTPUT_TOKENS: 64, AI_TEMPERATURE: 0, GEMINI_THINKING_BUDGET: -1 })
+  await initialize(tuned.app)
+  t.same(tuned.fake.requests[0].body.generationConfig, { maxOutputTokens: 64, temperature: 0, thinkingConfig: { thinkingBudget: -1 } })
+})
+
+t.test('a model that cannot turn thinking off gets its smallest budget, 128, said once at startup', async (t) => {
+  const fake = await startFakeGemini(t)
+  const notice = 'gemini-2.5-pro cannot turn thinking off: GEMINI_THINKING_BUDGET 0 becomes 128, its smallest budget'
+  const pro = await buildAppWithLog(t, aiEnv(fake, { GEMINI_MODEL: 'gemini-2.5-pro' }))
+  await initialize(pro.app)
+  await initialize(pro.app)
+  t.same(fake.requests.map((request) => request.body.generationConfig.thinkingConfig), [{ thinkingBudget: 128 }, { thinkingBudget: 128 }])
+  t.same(pro.stdout().filter((line) => line.msg === notice).map((line) => [line.level, line.model, line.thinkingBudget]), [['info', 'gemini-2.5-pro', 128]], 'once')
+
+  const chosen = await buildAppWithLog(t, aiEnv(fake, { GEMINI_MODEL: 'gemini-2.5-pro', GEMINI_THINKING_BUDGET: 1024 }))
+  await initialize(chosen.app)
+  t.same(fake.requests.at(-1)?.body.generationConfig.thinkingConfig, { thinkingBudget: 1024 }, 'a budget chosen is sent as it is')
+  const flash = await buildAppWithLog(t, aiEnv(fake))
+  t.same([...chosen.stdout(), ...flash.stdout()].filter((line) => /thinking/.test(line.msg)), [], 'nothing to say otherwise')
 })
