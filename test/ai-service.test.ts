@@ -92,7 +92,12 @@ t.test('a reply, its request and its outcome', async (t) => {
 
   t.same(await ai.greet(persona), { text: DEFAULT_REPLY, fallback: false, blocked: false })
   t.same(outcomes[1], ok({ operation: 'greeting' }))
+  await ai.reply(persona, [], 'hello', { operation: 'regenerate' })
+  await drain(ai.replyStream(persona, [], 'hello', { operation: 'regenerate' }))
+  t.same(outcomes.slice(2), [ok({ operation: 'regenerate' }), ok({ operation: 'regenerate', streamed: true })], 'a reply asked for again is logged as regenerate')
+  t.same(fake.requests[3].body.systemInstruction, fake.requests[0].body.systemInstruction, 'and asked for as a chat reply')
   t.same(fake.requests[1].body.contents, [{ role: 'user', parts: [{ text: 'Hi! I just opened the chat.' }] }])
+  t.same(fake.requests[2].body.contents, [{ role: 'user', parts: [{ text: 'hello' }] }])
   t.same(ai.status(), { provider: 'gemini', model: 'gemini-2.5-flash', circuit: 'closed' })
 })
 

@@ -64,6 +64,9 @@ export type ReplyOperation = 'chat' | 'regenerate'
 // A per-day quota will not come back in seconds; wait what Google says, at most this.
 const PER_DAY_MAX_OPEN_MS = 15 * 60_000
 
+/** For calls without a client signal (the offline provider never waits on it). */
+const NEVER_ABORTED = new AbortController().signal
+
 const defaultSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, { signal })
 
 interface Job {
@@ -191,7 +194,7 @@ export function createAiService (options: AiServiceOptions) {
     // A regenerated reply is asked for exactly as the chat reply was.
     const request = buildRequest(job.persona, job.operation === 'greeting' ? 'greeting' : 'chat', job.history, job.message, historyMessages)
     if (providerName === 'offline') {
-      const { text } = await provider.generate(request, job.signal ?? new AbortController().signal)
+      const { text } = await provider.generate(request, job.signal ?? NEVER_ABORTED)
       report('offline')
       return { text, fallback: true, blocked: false }
     }
