@@ -24,8 +24,12 @@ const text = (defaultValue: string, must: string, pattern?: string) =>
 const optionalText = (must: string, pattern?: string) =>
   Type.Optional(Type.String({ must, minLength: 1, ...(pattern === undefined ? {} : { pattern }) }))
 
-const oneOf = <T extends string>(defaultValue: T, values: readonly T[]) =>
-  Type.Union(values.map((value) => Type.Literal(value)), { default: defaultValue })
+const oneOf = <T extends string>(defaultValue: T | undefined, values: readonly T[]) =>
+  Type.Union(values.map((value) => Type.Literal(value)), defaultValue === undefined ? {} : { default: defaultValue })
+
+/** The AI providers of SPEC §4.9. */
+export const AI_PROVIDERS = ['gemini', 'openai', 'offline'] as const
+export type AiProviderName = typeof AI_PROVIDERS[number]
 
 export const EnvSchema = Type.Object({
   PORT: int(4000, 0, 65535),
@@ -34,9 +38,17 @@ export const EnvSchema = Type.Object({
   CORS_ORIGIN: text('http://localhost:5173', 'a comma-separated list of origins like https://app.example.com'),
   TRUST_PROXY: text('false', 'false, true, or a comma-separated list of proxy IPs/CIDRs (a hop count is not supported)'),
 
+  // Unset: derived from the variables below (aiProvider()).
+  AI_PROVIDER: Type.Optional(oneOf(undefined, AI_PROVIDERS)),
   GEMINI_API_KEY: Type.Optional(Type.String()),
   GEMINI_MODEL: text('gemini-2.5-flash', 'a model name like gemini-2.5-flash', '^[A-Za-z0-9._-]+$'),
   GEMINI_BASE_URL: optionalText('an http(s) URL', '^https?://\\S+$'),
+  GEMINI_THINKING_BUDGET: int(0, -1, 32768),
+  OPENAI_BASE_URL: optionalText('an http(s) URL like http://127.0.0.1:11434/v1', '^https?://\\S+$'),
+  OPENAI_API_KEY: Type.Optional(Type.String()),
+  OPENAI_MODEL: optionalText('a model name like llama3.2:3b (letters, digits and ._:/-)', '^[A-Za-z0-9._:/-]+$'),
+  AI_MAX_OUTPUT_TOKENS: int(512, 1, 65536),
+  AI_TEMPERATURE: Type.Number({ default: 0.9, minimum: 0, maximum: 2 }),
   AI_TIMEOUT_MS: ms(20000, 1),
   AI_MAX_ATTEMPTS: int(3, 1, 10),
   AI_RETRY_BASE_MS: ms(1000, 0),
@@ -104,10 +116,11 @@ export class ConfigError extends Error {
 
 function describe (schema: TSchema): string {
   if (typeof schema.must === 'string') return schema.must
-  if (schema.type === 'integer') {
+  if (schema.type === 'integer' || schema.type === 'number') {
+    const kind = schema.type === 'integer' ? 'an integer' : 'a number'
     return schema.maximum === Number.MAX_SAFE_INTEGER
-      ? `an integer ≥ ${schema.minimum}`
-      : `an integer from ${schema.minimum} to ${schema.maximum}`
+      ? `${kind} ≥ ${schema.minimum}`
+      : `${kind} from ${schema.minimum} to ${schema.maximum}`
   }
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`
   return 'valid'
@@ -153,6 +166,7 @@ export function loadConfig (raw: Record<string, string | number | undefined>): C
 }
 
 function checkCrossField (config: Config): void {
+  aiProvider(config)
   parseTrustProxy(config.TRUST_PROXY)
   parseOrigins(config.CORS_ORIGIN)
   if (config.MEMORY_WARN_MB > config.MEMORY_LIMIT_MB) {
@@ -165,6 +179,27 @@ function checkCrossField (config: Config): void {
   if (config.SLOW_DOWN_MAX_DELAY_MS < config.SLOW_DOWN_DELAY_MS) {
     throw new ConfigError('SLOW_DOWN_MAX_DELAY_MS', `at least SLOW_DOWN_DELAY_MS (${config.SLOW_DOWN_DELAY_MS})`)
   }
+}
+
+/**
+ * SPEC §1, §4.9: AI_PROVIDER, or derived from what is configured; a provider
+ * missing what it needs is a configuration error, never a half-working AI.
+ */
+export function aiProvider (config: Config): AiProviderName {
+  const provider = config.AI_PROVIDER ??
+    (config.GEMINI_API_KEY !== undefined ? 'gemini' : config.OPENAI_BASE_URL !== undefined ? 'openai' : 'offline')
+  if (provider === 'gemini' && config.GEMINI_API_KEY === undefined) {
+    throw new ConfigError('GEMINI_API_KEY', 'set when AI_PROVIDER is gemini')
+  }
+  if (provider === 'openai') {
+    if (config.OPENAI_BASE_URL === undefined) {
+      throw new ConfigError('OPENAI_BASE_URL', 'set when AI_PROVIDER is openai: the URL of an OpenAI-compatible API, like http://127.0.0.1:11434/v1')
+    }
+    if (config.OPENAI_MODEL === undefined) {
+      throw new ConfigError('OPENAI_MODEL', 'set when AI_PROVIDER is openai: the model name as the server knows it, like llama3.2:3b')
+    }
+  }
+  return provider
 }
 
 const CIDR = /^(.+)\/(\d{1,3})$/

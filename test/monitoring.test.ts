@@ -18,7 +18,7 @@ const addTestRoutes = (app: App) => {
 const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
 
 const outcome = (result: AiOutcome['result'], latencyMs: number): AiOutcome =>
-  ({ operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs })
+  ({ operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: result === 'ok' || result === 'blocked', result, attempts: 1, latencyMs })
 
 /** Nearest-rank percentile, the definition /api/stats uses. */
 const percentile = (sorted: number[], p: number) => sorted[Math.ceil((p * sorted.length) / 100) - 1]

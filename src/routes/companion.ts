@@ -86,6 +86,8 @@ interface Exchange {
   /** The turns before the message (the AI service sends the last AI_HISTORY_MESSAGES of them). */
   context: readonly StoredTurn[]
   message: string
+  /** How the AI call is logged (ai-requests.log `operation`). */
+  operation: 'chat' | 'regenerate'
   /** Keeps what the exchange leaves in the history; `reply` undefined: the AI was unavailable. */
   keep: (reply: CompanionReply | undefined, at: number) => Promise<unknown>
 }
@@ -176,6 +178,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       session,
       context: session.history,
       message,
+      operation: 'chat',
       keep: async (reply, at) => {
         if (reply?.blocked === true) return
         const user: StoredTurn = { role: 'user', text: message, timestamp: receivedAt }
@@ -193,6 +196,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       session,
       context: session.history.slice(0, index),
       message: session.history[index].text,
+      operation: 'regenerate',
       keep: async (reply, at) => {
         const model = modelTurn(reply, at)
         if (model !== undefined) await sessions.reviseReply(session.id, model, keep)
@@ -222,11 +226,11 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     }
     const signal = disconnectSignal(reply)
     if (wantsEventStream(request)) return streamReply(request, reply, exchange, signal, release)
-    const { session, context, message } = exchange
+    const { session, context, message, operation } = exchange
     try {
       let result: CompanionReply
       try {
-        result = await ai.reply(session.persona, context, message, { signal })
+        result = await ai.reply(session.persona, context, message, { signal, operation })
       } catch (error) {
         if (signal.aborted) return
         throw await failed(error, exchange)
@@ -246,8 +250,8 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
    * remembered as the JSON body of its `done` event.
    */
   async function streamReply (request: FastifyRequest, reply: FastifyReply, exchange: Exchange, signal: AbortSignal, release: () => Promise<void>) {
-    const { session, context, message } = exchange
-    const replies = ai.replyStream(session.persona, context, message, { signal })
+    const { session, context, message, operation } = exchange
+    const replies = ai.replyStream(session.persona, context, message, { signal, operation })
     // The AI request and the lock end with the response, however that ends: a
     // client gone mid-stream, or even before the stream below was first read
     // (a stream destroyed unread never runs its generator, so a `finally`
