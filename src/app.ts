@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import aiPlugin from './plugins/ai.js'
 import configPlugin from './plugins/config.js'
+import connectionsPlugin from './plugins/connections.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin from './plugins/errors.js'
 import lifecyclePlugin from './plugins/lifecycle.js'
@@ -30,6 +31,7 @@ export async function buildApp (config: Config, logger: Logger) {
   // Order matters (SPEC: configuration, logging, security, rate limits,
   // metrics, AI, sessions, WebSocket chat, then routes):
   // - each plugin may use what the ones above it decorate (logFiles, metrics…);
+  // - connection caps with security: they act on sockets, before any request;
   // - lifecycle right after security: a request refused while draining has
   //   already got its request id and security headers, and is refused
   //   before rate limits, metrics or handlers see it;
@@ -41,6 +43,7 @@ export async function buildApp (config: Config, logger: Logger) {
   await app.register(loggingPlugin)
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
+  await app.register(connectionsPlugin)
   await app.register(lifecyclePlugin)
   await app.register(docsPlugin)
   await app.register(rateLimitPlugin)

@@ -36,6 +36,8 @@ function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex): void
 
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
   const headers = securityHeaders(config)
+  // Node refuses a headersTimeout above requestTimeout.
+  const headersTimeout = Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS)
   return {
     loggerInstance: logger,
     // request.log is the app logger itself: our few request-scoped lines carry
@@ -50,9 +52,14 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     bodyLimit: config.BODY_LIMIT,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
-    // Node checks request timeouts only every 30 s by default; check every
-    // second so a slow-body attack is cut close to REQUEST_TIMEOUT_MS.
-    http: { connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS) },
+    http: {
+      // Node checks request timeouts only every 30 s by default; check every
+      // second so a slow-body attack is cut close to REQUEST_TIMEOUT_MS.
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      // Also the limit for a connection's first byte: a socket that never
+      // sends anything is closed after this (Node's default is REQUEST_TIMEOUT_MS).
+      headersTimeout
+    },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // We answer requests that arrive while draining ourselves (plugins/lifecycle.ts)

@@ -3,7 +3,8 @@ import { WebSocket, type RawData } from 'ws'
 import { Errors, fieldsOf, isPublicError } from '../../errors.js'
 import { DEFAULT_PLAYER_NAME, type ClientData, type ClientEventName } from '../../schemas/ws.js'
 import type { ChatHub, Member } from './hub.js'
-import { createConnectionCounts, createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type ConnectionRefusal, type RateVerdict, type RateWindow } from './limits.js'
+import { createConnectionCounts, type ConnectionRefusal } from '../limits/connection-counts.js'
+import { createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type RateVerdict, type RateWindow } from './limits.js'
 import { encode, frameId, parseFrame } from './protocol.js'
 
 /*
