@@ -150,7 +150,7 @@ t.test('heartbeat: a peer that does not answer pings is terminated; one that doe
 })
 
 t.test('a slow reader is closed with 1013 once its unsent data passes WS_MAX_BUFFERED_BYTES; the others go on', async (t) => {
-  const { url } = await startServer(t, { WS_MAX_BUFFERED_BYTES: 64 * 1024, WS_MESSAGE_RATE: 100000 })
+  const { url } = await startServer(t, { WS_MAX_BUFFERED_BYTES: 64 * 1024, WS_MESSAGE_RATE: 100000, WS_FRAME_RATE: 100000, WS_BYTE_RATE: 1 << 30 })
   let tcp: Socket | undefined
   const slow = await TestClient.connect(t, url, {
     createConnection: (options: any) => (tcp = tcpConnect(options))

@@ -5,6 +5,7 @@ import { Errors } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
 import { createChatHub } from '../services/chat/hub.js'
 import { createOriginPolicy } from '../services/http/origins.js'
+import { createFrameMeter } from '../services/chat/frame-meter.js'
 import { createWsGateway } from '../services/chat/gateway.js'
 
 /** Longest wait for a peer's answer to our close frame before the socket is cut. */
@@ -21,7 +22,8 @@ const CLOSE_INTERNAL_ERROR = 1011
 export default fp(async (app) => {
   const {
     SESSION_MAX_PARTICIPANTS, WS_MAX_PAYLOAD, WS_PING_INTERVAL_MS, WS_MESSAGE_RATE, WS_MESSAGE_WINDOW_MS,
-    WS_MAX_CONNECTIONS, WS_MAX_CONNECTIONS_PER_IP, WS_MAX_BUFFERED_BYTES, SHUTDOWN_TIMEOUT_MS
+    WS_MAX_CONNECTIONS, WS_MAX_CONNECTIONS_PER_IP, WS_MAX_BUFFERED_BYTES, SHUTDOWN_TIMEOUT_MS,
+    WS_MAX_FRAGMENTS, WS_FRAME_RATE, WS_BYTE_RATE
   } = app.config
   const { metrics, logFiles: { errors: errorLog } } = app
   const isAllowedOrigin = createOriginPolicy(app.config)
@@ -45,6 +47,10 @@ export default fp(async (app) => {
       errorLog[protocol ? 'warn' : 'error']({ route: '/ws', method: 'GET', ip, userId, err: error },
         protocol ? 'websocket protocol error' : 'websocket failed')
     }
+  })
+
+  const frameMeter = createFrameMeter({
+    maxFragments: WS_MAX_FRAGMENTS, frameRate: WS_FRAME_RATE, byteRate: WS_BYTE_RATE, windowMs: WS_MESSAGE_WINDOW_MS
   })
 
   // `closeTimeout` is a ws ≥ 8.18 option that @types/ws does not list yet.
@@ -108,6 +114,7 @@ export default fp(async (app) => {
       throw new Errors.UPGRADE_REQUIRED()
     },
     wsHandler: (socket, request) => {
+      frameMeter.attach(request.raw.socket, socket)
       socket.removeAllListeners('error')
       gateway.accept(socket, normalizeIP(request.ip))
     }
