@@ -58,6 +58,9 @@ export function withFields<E extends Error> (error: E, fields: Record<string, un
   return error
 }
 
+/** RATE_LIMITED with its `retryAfter` field (and so its Retry-After header). */
+export const rateLimited = (retryAfter: number) => withFields(new Errors.RATE_LIMITED(retryAfter), { retryAfter })
+
 export function fieldsOf (error: Error): Record<string, unknown> | undefined {
   return (error as Error & { [kErrorFields]?: Record<string, unknown> })[kErrorFields]
 }

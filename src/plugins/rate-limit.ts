@@ -1,7 +1,7 @@
 import rateLimit, { normalizeIP, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { Errors, withFields } from '../errors.js'
+import { rateLimited } from '../errors.js'
 import { createMemorySlowDownStore, createSlowDown, type SlowDownStore } from '../services/limits/slow-down.js'
 
 declare module 'fastify' {
@@ -20,8 +20,6 @@ export interface RateLimitPluginOptions {
 
 /** Clients tracked per limit at once; past it the least recently seen is forgotten, so memory stays bounded. */
 const MAX_TRACKED_CLIENTS = 10_000
-
-const rateLimited = (retryAfter: number) => withFields(new Errors.RATE_LIMITED(retryAfter), { retryAfter })
 
 /** Adds a route-level onRequest hook without mutating an array the route may share with its HEAD twin. */
 function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void {

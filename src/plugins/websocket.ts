@@ -37,6 +37,10 @@ export default fp(async (app) => {
     messageWindowMs: WS_MESSAGE_WINDOW_MS,
     maxBufferedBytes: WS_MAX_BUFFERED_BYTES,
     pingIntervalMs: WS_PING_INTERVAL_MS,
+    // A join that would create a session counts against the creation rate.
+    admitJoin: async (ip, sessionId) => {
+      if ((await app.sessions.get(sessionId))?.kind !== 'multiplayer') app.admitSessionCreation(ip)
+    },
     onOpen: () => metrics.connectionOpened(),
     onClose: () => metrics.connectionClosed(),
     onError: (error, { userId, ip }) => {

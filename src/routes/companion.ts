@@ -1,4 +1,5 @@
 import { finished, Readable } from 'node:stream'
+import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
@@ -70,6 +71,13 @@ const sse = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.str
 
 const companion: FastifyPluginAsyncTypebox = async (app) => {
   const { ai, sessions } = app
+
+  /** A new companion session, counted against its creator's creation rate and memory share. */
+  function createSession (request: FastifyRequest, persona: Persona): Promise<CompanionSession> {
+    const owner = normalizeIP(request.ip)
+    app.admitSessionCreation(owner)
+    return sessions.createCompanion(persona, owner)
+  }
   const keep = app.config.AI_HISTORY_MESSAGES
 
   app.addHook('preValidation', trimBody)
@@ -84,10 +92,10 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     ({ sessionId: session.id, message: reply.text, ...replyMeta(session.persona, reply) })
 
   /** SPEC §2.2: a live companion session, else a new one from companionConfig, else 404. */
-  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>): Promise<CompanionSession> {
+  async function openSession (request: FastifyRequest, { sessionId, companionConfig }: Static<typeof ChatBody>): Promise<CompanionSession> {
     const existing = sessionId === undefined ? undefined : await sessions.get(sessionId)
     if (existing?.kind === 'companion') return existing
-    if (companionConfig !== undefined) return sessions.createCompanion(toPersona(companionConfig))
+    if (companionConfig !== undefined) return createSession(request, toPersona(companionConfig))
     throw new Errors.SESSION_NOT_FOUND()
   }
 
@@ -155,7 +163,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const persona = toPersona(request.body.companionConfig)
-    const session = await sessions.createCompanion(persona)
+    const session = await createSession(request, persona)
     const signal = disconnectSignal(reply)
     let greeting: CompanionReply
     try {
@@ -186,7 +194,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { message } = request.body
-    const session = await openSession(request.body)
+    const session = await openSession(request, request.body)
     const signal = disconnectSignal(reply)
     if (wantsEventStream(request)) return streamChat(reply, session, message, signal)
     let result: CompanionReply
