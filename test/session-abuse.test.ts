@@ -85,7 +85,7 @@ t.test('the creation rate covers companion sessions too (429 with Retry-After)',
 })
 
 t.test('past its share of SESSION_MEMORY_MB an address evicts only its own sessions, never the victim\'s', async (t) => {
-  const { app, url } = await startServer(t, { SESSION_MEMORY_MB: 1, SESSION_CREATE_RATE: 100000, WS_MESSAGE_RATE: 1000 })
+  const { app, url } = await startServer(t, { SESSION_MEMORY_MB: 1, SESSION_CREATE_RATE: 100000, WS_MESSAGE_RATE: 1000, WS_UPGRADE_RATE: 100000 })
   const companionId = await victimSessions(t, url)
   // About 560 bytes per empty room: 2,000 of them are over the whole 1 MiB budget.
   const errors = await joinFlood(t, url, 200)
