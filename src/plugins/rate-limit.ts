@@ -35,7 +35,8 @@ function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void
  *   slowed down past SLOW_DOWN_AFTER; `config: { rateLimit: false }` (the
  *   plugin's own flag) opts a route out of both, as the health probes do;
  * - `config: { aiRateLimit: true }` adds AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS.
- * Routes registered before it (the /docs UI, CORS preflights) are not seen and not limited.
+ * Routes registered before it (the /docs UI) are not seen and not limited; OPTIONS requests
+ * other than approved CORS preflights are counted by the unknown-route hook.
  * A failing counter store lets requests through rather than answering 500.
  * @see https://github.com/fastify/fastify-rate-limit
  */
@@ -105,9 +106,13 @@ export default fp<RateLimitPluginOptions>(async (app, options) => {
   })
 
   // Unknown URLs have no route to configure: one cheap check on every request
-  // (Fastify gives the not-found handler the instance's hooks).
+  // (Fastify gives the not-found handler the instance's hooks). OPTIONS
+  // requests count too: @fastify/cors routes them all to one `OPTIONS *`
+  // route registered before this plugin, so a scanner's OPTIONS to unknown
+  // URLs would never be counted. Preflights it approves are answered in its
+  // own earlier hook and so are not counted.
   app.addHook('onRequest', function limitUnknownRoutes (this: FastifyInstance, request, reply, done) {
-    if (!request.is404) return done()
+    if (!request.is404 && request.method !== 'OPTIONS') return done()
     generalLimit.call(this, request, reply).then(
       () => slowDownHook === undefined ? done() : slowDownHook(request, reply, done),
       done
