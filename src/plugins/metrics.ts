@@ -54,7 +54,6 @@ function thresholdsFrom (config: Config): Thresholds {
  * closing), on every /health probe and /api/stats or /metrics read, and on a
  * timer (every STATS_INTERVAL_MS, at most 10 s apart) for what changes with
  * time alone: memory, the window sliding past old errors, a quiet slow alert.
- * @see https://github.com/fastify/under-pressure
  */
 export default fp(async (app) => {
   const { STATS_INTERVAL_MS } = app.config
