@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { getHeapStatistics } from 'node:v8'
 import type { ResourceFigures } from './metrics.js'
 
@@ -41,10 +41,15 @@ export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerO
     }
   }
 
+  let lastSample = performance.now()
+
   function sample (): void {
-    // No tick at all during the interval (NaN mean): stalled for all of it.
+    const at = performance.now()
+    // No histogram tick in the interval (NaN mean; seen right after startup):
+    // this timer's own lateness is then the delay.
     const mean = histogram.mean / 1e6
-    figures.eventLoopDelayMs = Number.isNaN(mean) ? intervalMs : Math.max(0, mean - RESOLUTION_MS)
+    figures.eventLoopDelayMs = Number.isNaN(mean) ? Math.max(0, at - lastSample - intervalMs) : Math.max(0, mean - RESOLUTION_MS)
+    lastSample = at
     histogram.reset()
     readMemory()
   }
