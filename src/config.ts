@@ -60,6 +60,9 @@ export const EnvSchema = Type.Object({
   SESSION_MEMORY_MB: int(256, 1),
   COMPANION_HISTORY_KEPT: int(200, 2, 10000),
   IDEMPOTENCY_TTL_MS: ms(600000, 1000),
+  SESSION_MEMORY_PER_IP_PCT: int(10, 1, 100),
+  SESSION_CREATE_RATE: int(30, 1),
+  SESSION_CREATE_WINDOW_MS: ms(60000, 1000),
 
   RATE_LIMIT_MAX: int(100, 1),
   RATE_LIMIT_WINDOW_MS: ms(900000, 1000),
@@ -72,6 +75,10 @@ export const EnvSchema = Type.Object({
   BODY_LIMIT: int(65536, 1024, 100 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: ms(30000, 1000),
   KEEP_ALIVE_TIMEOUT_MS: ms(72000, 1000),
+  HEADERS_TIMEOUT_MS: ms(10000, 100),
+  // Unset: derived from the process's open-file limit (services/http/connection-limits.ts).
+  HTTP_MAX_CONNECTIONS: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+  HTTP_MAX_CONNECTIONS_PER_IP: int(256, 1),
 
   WS_MAX_PAYLOAD: int(16384, 256, 100 * 1024 * 1024),
   WS_PING_INTERVAL_MS: ms(30000, 100),
@@ -80,6 +87,11 @@ export const EnvSchema = Type.Object({
   WS_MAX_CONNECTIONS: int(10000, 1),
   WS_MAX_CONNECTIONS_PER_IP: int(50, 1),
   WS_MAX_BUFFERED_BYTES: int(1048576, 1024),
+  WS_MAX_FRAGMENTS: int(32, 1),
+  WS_FRAME_RATE: int(300, 1),
+  WS_BYTE_RATE: int(1048576, 1024),
+  WS_UPGRADE_RATE: int(60, 1),
+  WS_UPGRADE_WINDOW_MS: ms(60000, 100),
 
   REDIS_URL: optionalText('a redis:// or rediss:// URL', '^rediss?://[^\\s/]+(/\\d*)?$'),
   REDIS_PREFIX: text('lc:', 'a key prefix without spaces or braces, like lc: or myapp-prod:', '^[^\\s{}]+$'),
@@ -90,6 +102,8 @@ export const EnvSchema = Type.Object({
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   LOG_RETENTION_DAYS: int(7, 1, 3650),
   LOG_MAX_SIZE: text('10m', 'a size like 500k, 10m or 1g', '^[1-9]\\d*[kmg]?$'),
+  PROTOCOL_ERROR_LOG_MAX: int(10, 1),
+  PROTOCOL_ERROR_LOG_WINDOW_MS: ms(60000, 100),
 
   STATS_INTERVAL_MS: ms(300000, 100),
   STATS_TOKEN: optionalText('a non-empty token'),

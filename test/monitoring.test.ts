@@ -238,6 +238,16 @@ t.test('without STATS_TOKEN the figures are open', async (t) => {
   t.equal((await app.inject('/metrics')).statusCode, 200)
 })
 
+const PUBLIC_METRICS = 'STATS_TOKEN is not set in production: /api/stats and /metrics are public, including process_open_fds, memory and connection counts. Set STATS_TOKEN.'
+
+t.test('in production without STATS_TOKEN a warning at startup says the figures are public', async (t) => {
+  const warnings = async (overrides: Record<string, string>) =>
+    (await buildAppWithLog(t, overrides)).stdout().filter((line) => line.msg === PUBLIC_METRICS)
+  t.match(await warnings({ NODE_ENV: 'production' }), [{ level: 'warn' }])
+  t.same(await warnings({ NODE_ENV: 'production', STATS_TOKEN: 'token' }), [])
+  t.same(await warnings({ NODE_ENV: 'development' }), [])
+})
+
 t.test('every STATS_INTERVAL_MS: a snapshot in server-stats.log and a summary on stdout', async (t) => {
   const { app, config, stdout } = await buildAppWithLog(t, { STATS_INTERVAL_MS: 100 })
   await app.inject('/')

@@ -1,4 +1,5 @@
 import { finished, Readable } from 'node:stream'
+import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
@@ -95,6 +96,13 @@ interface Exchange {
 const companion: FastifyPluginAsyncTypebox = async (app) => {
   const { ai, sessions, config } = app
   const keep = config.COMPANION_HISTORY_KEPT
+
+  /** A new companion session, counted against its creator's creation rate and memory share. */
+  function createSession (request: FastifyRequest, persona: Persona): Promise<CompanionSession> {
+    const owner = normalizeIP(request.ip)
+    app.admitSessionCreation(owner)
+    return sessions.createCompanion(persona, owner)
+  }
   const logFailure = (what: string) => (error: unknown) => app.log.error({ errType: (error as Error).name }, what)
 
   // The policy of SPEC §2.5 over state in the session store (shared in Redis mode).
@@ -164,9 +172,9 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
    * attempt of this idempotent request made, else a new one from
    * companionConfig, else 404.
    */
-  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>, run: IdempotentRun | null): Promise<CompanionSession> {
+  async function openSession (request: FastifyRequest, { sessionId, companionConfig }: Static<typeof ChatBody>, run: IdempotentRun | null): Promise<CompanionSession> {
     const session = await liveCompanion(sessionId) ?? await liveCompanion(run?.retrying?.sessionId) ??
-      (companionConfig === undefined ? undefined : await sessions.createCompanion(toPersona(companionConfig)))
+      (companionConfig === undefined ? undefined : await createSession(request, toPersona(companionConfig)))
     if (session === undefined) throw new Errors.SESSION_NOT_FOUND()
     if (run !== null) run.sessionId = session.id
     return session
@@ -334,7 +342,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     // A retry of an initialize that got a 503 greets in the session that 503 named (still without a greeting).
     const run = request.idempotency
     const earlier = await liveCompanion(run?.retrying?.sessionId)
-    const session = earlier?.history.length === 0 ? earlier : await sessions.createCompanion(persona)
+    const session = earlier?.history.length === 0 ? earlier : await createSession(request, persona)
     if (run !== null) run.sessionId = session.id
     const signal = disconnectSignal(reply)
     let greeting: CompanionReply
@@ -362,7 +370,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const receivedAt = Date.now()
     const { message } = request.body
-    const { id } = await openSession(request.body, request.idempotency)
+    const { id } = await openSession(request, request.body, request.idempotency)
     const retry = request.idempotency?.retrying !== undefined
     return generate(request, reply, id, async () => {
       const session = await companionSession(id)
