@@ -74,7 +74,10 @@ export default fp(async (app) => {
     }
   })
 
-  app.addHook('onClose', async () => gateway.close())
+  app.addHook('onClose', async () => {
+    gateway.close()
+    await hub.close()
+  })
 
   app.route({
     method: 'GET',

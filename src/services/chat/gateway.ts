@@ -65,12 +65,13 @@ export function createWsGateway (options: WsGatewayOptions) {
   const connections = new Set<Connection>()
   let closing = false
 
-  const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<void> } = {
-    'join-session': (member, data) => hub.join(member, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME),
+  /** Each resolves once the frame's effect is done, with the seq of what it recorded, if anything. */
+  const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<number | void> } = {
+    'join-session': (member, data) => hub.join(member, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME, data.since),
     'leave-session': (member, data) => hub.leave(member, data.sessionId),
-    'chat message': (member, data) => hub.chat(member, data.sessionId, data.text),
-    'ask-question': (member, data) => hub.ask(member, data.sessionId, data.question),
-    'question-answer': (member, data) => hub.answer(member, data.sessionId, data.question ?? '', data.answer)
+    'chat message': (member, data) => hub.chat(member, data.sessionId, data.text, data.clientMsgId),
+    'ask-question': (member, data) => hub.ask(member, data.sessionId, data.question, data.clientMsgId),
+    'question-answer': (member, data) => hub.answer(member, data.sessionId, data.question ?? '', data.answer, data.clientMsgId)
   }
 
   /** Member.deliver: send unless the peer stopped reading; then close instead of buffering. */
@@ -111,8 +112,9 @@ export function createWsGateway (options: WsGatewayOptions) {
       }
       const message = parseFrame(raw, isBinary)
       id = message.id
-      await (handlers[message.event] as (member: Member, data: unknown) => Promise<void>)(connection, message.data)
-      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', { id })))
+      const seq = await (handlers[message.event] as (member: Member, data: unknown) => Promise<number | void>)(connection, message.data)
+      // Only now: a recorded event is acknowledged once it is recorded (SPEC §3).
+      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', seq === undefined ? { id } : { id, seq })))
     } catch (error) {
       sendError(connection, error, id)
     }

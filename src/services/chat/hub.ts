@@ -1,18 +1,19 @@
 import { randomUUID } from 'node:crypto'
 import { Errors } from '../../errors.js'
 import type { ServerEvents } from '../../schemas/ws.js'
-import type { SessionEvent, SessionStore } from '../sessions/store.js'
+import type { MultiplayerSession, SessionEvent, SessionStore } from '../sessions/store.js'
+import { localFanOut, type FanOutFactory } from './fan-out.js'
 import { encode } from './protocol.js'
 
 /*
  * Multiplayer sessions (SPEC §3): who is in which session, and fan-out.
  *
- * The store is the truth about a session (participants, history, expiry),
- * shared by every instance once it lives in Redis. The hub only knows which
- * members are connected to THIS instance. Every frame for a session goes
- * through `publish`: by default it is `deliverLocal`; a Redis pub/sub fan-out
- * would publish to a channel instead and call `deliverLocal` from its
- * subscriber on every instance, and nothing else here would change.
+ * The store is the truth about a session (participants, history, seq,
+ * expiry), shared by every instance once it lives in Redis. The hub only
+ * knows which members are connected to THIS instance. Every frame for a
+ * session goes through the fan-out (fan-out.ts): in one instance it is
+ * `deliverLocal`; across instances a Redis stream that every instance reads
+ * and hands to its own `deliverLocal`. Nothing else here changes.
  */
 
 /** A connected client, as the hub sees it (the WebSocket stays outside). */
@@ -29,7 +30,21 @@ const fullMessage = (sessionId: string, maxParticipants: number, reason: 'full' 
   ? `Session ${sessionId} already has ${maxParticipants} participants`
   : 'The server is at capacity: no new sessions can be joined right now'
 
-export type Publish = (sessionId: string, frame: string, exceptUserId?: string) => void
+/**
+ * The history a join sends (SPEC §3): without `since` the last kept events;
+ * with it those after `since`, and whether some of those are no longer kept.
+ * History is contiguous and ends at seq === messageCount, so no scan is
+ * needed. A `since` past the session's last seq comes from an earlier
+ * session under the same code (expired, then joined anew): it counts as 0.
+ */
+export function historySince ({ history, messageCount }: MultiplayerSession, since: number | undefined) {
+  if (since === undefined) return { history }
+  const from = since > messageCount ? 0 : since
+  const wanted = messageCount - from
+  return wanted > history.length
+    ? { history, historyTruncated: true }
+    : { history: history.slice(history.length - wanted) }
+}
 
 export interface ChatHubOptions {
   store: SessionStore
@@ -38,13 +53,14 @@ export interface ChatHubOptions {
   historySize?: number
   /** Sessions one connection may be in at once (each keeps a session alive). */
   maxSessionsPerMember?: number
-  publish?: Publish
+  /** How frames reach members on every instance; local (one instance) by default. */
+  fanOut?: FanOutFactory
   now?: () => number
   newId?: () => string
 }
 
 export function createChatHub ({
-  store, maxParticipants, historySize = 50, maxSessionsPerMember = 10, publish, now = Date.now, newId = randomUUID
+  store, maxParticipants, historySize = 50, maxSessionsPerMember = 10, fanOut: makeFanOut = localFanOut(store), now = Date.now, newId = randomUUID
 }: ChatHubOptions) {
   const local = new Map<string, Set<Member>>()
 
@@ -57,7 +73,7 @@ export function createChatHub ({
     }
   }
 
-  const send: Publish = publish ?? deliverLocal
+  const fanOut = makeFanOut(deliverLocal)
 
   function nameIn (member: Member, sessionId: string): string {
     const playerName = member.joined?.get(sessionId)
@@ -72,12 +88,12 @@ export function createChatHub ({
     if (members?.size === 0) local.delete(sessionId)
   }
 
-  /** Records a delivered message in the session's history, then fans it out. */
-  async function record (envelope: SessionEvent & { data: { sessionId: string } }, exceptUserId?: string) {
+  /** Records a message (or finds its earlier copy by clientMsgId) and fans it out; returns its seq. */
+  async function record (envelope: SessionEvent & { data: { sessionId: string } }, clientMsgId: string | undefined, exceptUserId?: string) {
     const { sessionId } = envelope.data
-    const kept = await store.appendEvent(sessionId, envelope, historySize)
-    if (kept === undefined) throw new Errors.NOT_IN_SESSION(sessionId)
-    send(sessionId, JSON.stringify(envelope), exceptUserId)
+    const result = await fanOut.record(sessionId, envelope, { keep: historySize, clientMsgId, exceptUserId })
+    if (result === undefined) throw new Errors.NOT_IN_SESSION(sessionId)
+    return result.seq
   }
 
   async function leave (member: Member, sessionId: string): Promise<void> {
@@ -85,7 +101,7 @@ export function createChatHub ({
     // Stop delivering at once; the store call may take a round trip.
     removeLocal(member, sessionId)
     await store.leave(sessionId, member.userId)
-    send(sessionId, encode('user-left', { sessionId, userId: member.userId, playerName }))
+    await fanOut.publish(sessionId, encode('user-left', { sessionId, userId: member.userId, playerName }))
   }
 
   return {
@@ -94,10 +110,12 @@ export function createChatHub ({
 
     /**
      * Joins (creating the session if new): the joiner gets `session-joined`
-     * with the history, then everyone, joiner included, `user-joined`.
-     * Joining a session again only sends `session-joined` again.
+     * with the history (see historySince), then everyone, joiner included,
+     * `user-joined`. Joining a session again only sends `session-joined`
+     * again, with no history unless asked for by `since`: a re-join must not
+     * be a cheap way to make the server send the whole history (issue 15).
      */
-    async join (member: Member, sessionId: string, playerName: string): Promise<void> {
+    async join (member: Member, sessionId: string, playerName: string, since?: number): Promise<void> {
       const joined = member.joined ?? (member.joined = new Map())
       const already = joined.get(sessionId)
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
@@ -110,9 +128,9 @@ export function createChatHub ({
         if (members === undefined) local.set(sessionId, members = new Set())
         members.add(member)
       }
-      const { participants, history } = result.session
-      member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants, history })))
-      if (already === undefined) send(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
+      const history = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
+      member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants: result.session.participants, ...history })))
+      if (already === undefined) await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
     },
 
     leave,
@@ -123,27 +141,29 @@ export function createChatHub ({
       for (const sessionId of [...member.joined.keys()]) await leave(member, sessionId)
     },
 
-    /** The others in the session get `chat message`. */
-    async chat (member: Member, sessionId: string, text: string): Promise<void> {
+    /** The others in the session get `chat message`; returns its seq. */
+    async chat (member: Member, sessionId: string, text: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
       const timestamp = new Date(now()).toISOString()
-      const data: ServerEvents['chat message'] = { sessionId, id: newId(), text, sender: member.userId, playerName, timestamp }
-      await record({ event: 'chat message', data }, member.userId)
+      const data: Omit<ServerEvents['chat message'], 'seq'> = { sessionId, id: newId(), text, sender: member.userId, playerName, timestamp }
+      return await record({ event: 'chat message', data }, clientMsgId, member.userId)
     },
 
-    /** The others in the session get `question-asked`. */
-    async ask (member: Member, sessionId: string, question: string): Promise<void> {
+    /** The others in the session get `question-asked`; returns its seq. */
+    async ask (member: Member, sessionId: string, question: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
-      const data: ServerEvents['question-asked'] = { sessionId, id: newId(), question, playerName }
-      await record({ event: 'question-asked', data }, member.userId)
+      const data: Omit<ServerEvents['question-asked'], 'seq'> = { sessionId, id: newId(), question, playerName }
+      return await record({ event: 'question-asked', data }, clientMsgId, member.userId)
     },
 
-    /** Everyone in the session, sender included, gets `question-answered`. */
-    async answer (member: Member, sessionId: string, question: string, answer: string): Promise<void> {
+    /** Everyone in the session, sender included, gets `question-answered`; returns its seq. */
+    async answer (member: Member, sessionId: string, question: string, answer: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
-      const data: ServerEvents['question-answered'] = { sessionId, id: newId(), question, answer, sender: member.userId, playerName }
-      await record({ event: 'question-answered', data })
+      const data: Omit<ServerEvents['question-answered'], 'seq'> = { sessionId, id: newId(), question, answer, sender: member.userId, playerName }
+      return await record({ event: 'question-answered', data }, clientMsgId)
     },
+
+    close: () => fanOut.close()
   }
 }
 

@@ -1,4 +1,4 @@
-import { newSessionId, type ChatTurn, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type Session, type SessionEvent, type SessionStore } from './store.js'
+import { CLIENT_MSG_ID_TTL_MS, newSessionId, type ChatTurn, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type Session, type SessionEvent, type SessionStore } from './store.js'
 
 /*
  * The in-memory session store (the default without REDIS_URL): maps, a TTL
@@ -13,6 +13,8 @@ export interface MemoryStoreOptions {
   onEvict?: (count: number) => void
   /** How often expired sessions are removed; the request path never scans. */
   sweepIntervalMs?: number
+  /** How long a recorded clientMsgId is remembered (SPEC §3: 10 minutes). */
+  clientMsgIdTtlMs?: number
   now?: () => number
 }
 
@@ -48,10 +50,25 @@ function eventBytes (event: SessionEvent): number {
   let bytes = ENTRY_OVERHEAD_BYTES
   for (const key in event.data) {
     const value = event.data[key]
-    // Anything but a string is rare here; measure it by its JSON.
-    bytes += typeof value === 'string' ? textBytes(value) : (JSON.stringify(value)?.length ?? 0) * 2
+    // A number (the seq) fits in the entry's allowance; anything else is rare here: measure it by its JSON.
+    if (typeof value !== 'number') bytes += typeof value === 'string' ? textBytes(value) : (JSON.stringify(value)?.length ?? 0) * 2
   }
   return bytes
+}
+
+/** A clientMsgId remembered by its session: the seq it got and until when it counts. */
+interface RecentId { seq: number, until: number }
+const recentIdBytes = (clientMsgId: string) => ENTRY_OVERHEAD_BYTES + textBytes(clientMsgId)
+
+/** Forgets the ids whose window has passed (they are in recording order) and returns the bytes freed. */
+function forgetExpired (recent: Map<string, RecentId>, at: number): number {
+  let freed = 0
+  for (const [clientMsgId, { until }] of recent) {
+    if (until > at) break
+    recent.delete(clientMsgId)
+    freed += recentIdBytes(clientMsgId)
+  }
+  return freed
 }
 
 function personaBytes (persona: Persona): number {
@@ -68,10 +85,13 @@ function trimTo<T> (list: T[], keep: number, size: (item: T) => number): number 
 }
 
 export function createMemorySessionStore ({
-  ttlMs, maxBytes = Number.POSITIVE_INFINITY, onEvict, sweepIntervalMs = Math.min(60_000, ttlMs), now = Date.now
+  ttlMs, maxBytes = Number.POSITIVE_INFINITY, onEvict, sweepIntervalMs = Math.min(60_000, ttlMs),
+  clientMsgIdTtlMs = CLIENT_MSG_ID_TTL_MS, now = Date.now
 }: MemoryStoreOptions): MemorySessionStore {
   const companions = new Map<string, Mutable<CompanionSession>>()
   const multiplayers = new Map<string, Mutable<MultiplayerSession>>()
+  /** Each multiplayer session's recent clientMsgIds; gone with the session. */
+  const recentIds = new WeakMap<Stored, Map<string, RecentId>>()
   /*
    * Every session's estimated size, in one of two maps. `idle` holds the
    * sessions that may be evicted (companions, and multiplayer sessions nobody
@@ -244,14 +264,32 @@ export function createMemorySessionStore ({
       return session
     },
 
-    async appendEvent (id, event, keep) {
+    // Never awaits: a record completes in the call, so concurrent records of
+    // one session resolve in seq order and the hub delivers in that order.
+    async recordEvent (id, event, { keep, clientMsgId }) {
       const session = live(multiplayers, id)
       if (session === undefined) return undefined
-      session.history.push(event)
-      const dropped = trimTo(session.history, keep, eventBytes)
-      session.messageCount++
-      written(session, eventBytes(event) - dropped)
-      return session
+      const at = now()
+      let recent = recentIds.get(session)
+      let delta = recent === undefined ? 0 : -forgetExpired(recent, at)
+      if (clientMsgId !== undefined) {
+        const original = recent?.get(clientMsgId)
+        if (original !== undefined) {
+          written(session, delta)
+          return { duplicate: true, seq: original.seq }
+        }
+      }
+      const seq = ++session.messageCount
+      const recorded: SessionEvent = { event: event.event, data: { ...event.data, seq } }
+      session.history.push(recorded)
+      delta += eventBytes(recorded) - trimTo(session.history, keep, eventBytes)
+      if (clientMsgId !== undefined) {
+        if (recent === undefined) recentIds.set(session, recent = new Map())
+        recent.set(clientMsgId, { seq, until: at + clientMsgIdTtlMs })
+        delta += recentIdBytes(clientMsgId)
+      }
+      written(session, delta)
+      return { duplicate: false, seq, event: recorded }
     },
 
     async delete (id) {
