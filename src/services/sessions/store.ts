@@ -97,7 +97,8 @@ export interface SessionStore {
   /** Removes a participant; the (possibly empty) session lives on until its TTL. */
   leave: (id: string, userId: string) => Promise<MultiplayerSession | undefined>
   /**
-   * Records a message: assigns the next `seq` (the session's messageCount),
+   * Records a message: assigns the next `seq` (the session's messageCount,
+   * set as `event.data.seq`: the caller hands the event over),
    * keeps the last `options.keep`, and counts as activity — all at once, so
    * concurrent writers get consecutive numbers. Undefined when the session is
    * gone. A store shared by instances also appends it to the fan-out stream
