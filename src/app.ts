@@ -10,6 +10,7 @@ import lifecyclePlugin from './plugins/lifecycle.js'
 import loggingPlugin from './plugins/logging.js'
 import metricsPlugin from './plugins/metrics.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
+import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import sessionsPlugin from './plugins/sessions.js'
 import websocketPlugin from './plugins/websocket.js'
@@ -19,12 +20,18 @@ import rootRoutes from './routes/root.js'
 import sessionRoutes from './routes/sessions.js'
 import statsRoutes from './routes/stats.js'
 import { serverOptions } from './server-options.js'
+import type { SessionStore } from './services/sessions/store.js'
+
+export interface BuildOptions {
+  /** A session store to use instead of the one the config selects (its creator closes it). */
+  sessionStore?: SessionStore
+}
 
 /**
  * Builds the whole application from a validated config. Never listens:
  * src/server.ts does that, and tests build exactly this app.
  */
-export async function buildApp (config: Config, logger: Logger) {
+export async function buildApp (config: Config, logger: Logger, options: BuildOptions = {}) {
   const app = Fastify(serverOptions(config, logger)).withTypeProvider<TypeBoxTypeProvider>()
 
   // Order matters (SPEC: configuration, logging, security, rate limits,
@@ -33,6 +40,8 @@ export async function buildApp (config: Config, logger: Logger) {
   // - lifecycle right after security: a request refused while draining has
   //   already got its request id and security headers, and is refused
   //   before rate limits, metrics or handlers see it;
+  // - Redis before the rate limits and sessions that use it, so it is closed
+  //   after them (onClose runs in reverse), after the drain;
   // - docs and rate limits hook onRoute, so they precede every route; docs
   //   come first so their own UI routes are not rate-limited;
   // - onClose runs in reverse: the AI plugin waits for in-flight outcomes and
@@ -42,11 +51,12 @@ export async function buildApp (config: Config, logger: Logger) {
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
   await app.register(lifecyclePlugin)
+  await app.register(redisPlugin)
   await app.register(docsPlugin)
   await app.register(rateLimitPlugin)
   await app.register(metricsPlugin)
   await app.register(aiPlugin)
-  await app.register(sessionsPlugin)
+  await app.register(sessionsPlugin, { store: options.sessionStore })
   await app.register(websocketPlugin)
 
   await app.register(rootRoutes)

@@ -68,6 +68,9 @@ export const EnvSchema = Type.Object({
   WS_MAX_BUFFERED_BYTES: int(1048576, 1024),
 
   REDIS_URL: optionalText('a redis:// or rediss:// URL', '^rediss?://[^\\s/]+(/\\d*)?$'),
+  REDIS_PREFIX: text('lc:', 'a key prefix without spaces or braces, like lc: or myapp-prod:', '^[^\\s{}]+$'),
+  // At most 60 s: SPEC §9 drops a dead instance's participants within a minute.
+  REDIS_PRESENCE_TTL_MS: int(45000, 300, 60000),
 
   LOG_DIR: text('./logs', 'a folder path', '\\S'),
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),

@@ -37,7 +37,9 @@ t.test('a fresh instance is healthy, with the full shape', async (t) => {
   t.equal(response.statusCode, 200)
   t.match(response.headers['content-type'], /^application\/json/)
   const body = response.json()
-  t.same(Object.keys(body), ['status', 'timestamp', 'version', 'uptime', 'memory', 'activeSessions', 'activeConnections', 'ai', 'checks', 'alerts'])
+  t.same(Object.keys(body), ['status', 'timestamp', 'version', 'instanceId', 'uptime', 'memory', 'activeSessions', 'activeConnections', 'ai', 'checks', 'alerts'])
+  t.equal(body.instanceId, app.instanceId)
+  t.match(body.instanceId, /^[0-9a-f-]{36}$/, 'random at boot')
   t.equal(body.status, 'healthy')
   t.ok(Math.abs(Date.parse(body.timestamp) - Date.now()) < 5000)
   t.equal(body.version, VERSION)
@@ -52,7 +54,10 @@ t.test('a fresh instance is healthy, with the full shape', async (t) => {
 
   t.same((await app.inject('/health/live')).json(), { status: 'ok' })
   t.same((await app.inject('/health/ready')).json(), { status: 'ready' })
-  t.equal((await app.inject('/api/stats')).json().requests.total, 0, 'probes are not counted as traffic')
+  const stats = (await app.inject('/api/stats')).json()
+  t.equal(stats.requests.total, 0, 'probes are not counted as traffic')
+  t.equal(stats.instanceId, app.instanceId, '/api/stats shows the same instance id')
+  t.not((await buildTestApp(t)).instanceId, app.instanceId, 'another instance, another id')
 })
 
 t.test('memory at the limit: 503 unhealthy on /health only, every other route still served', async (t) => {

@@ -63,7 +63,7 @@ t.test('GET /api/stats after a known sequence of requests: exact counts, rates a
   t.equal(response.statusCode, 200)
   t.match(response.headers['content-type'], /^application\/json/)
   const stats = response.json()
-  t.same(Object.keys(stats), ['uptime', 'requests', 'ai', 'connections', 'sessions', 'performance', 'errors', 'alerts', 'thresholds'])
+  t.same(Object.keys(stats), ['instanceId', 'uptime', 'requests', 'ai', 'connections', 'sessions', 'performance', 'errors', 'alerts', 'thresholds'])
   t.same(stats.requests, {
     total: 7,
     successful: 4,

@@ -1,318 +1,269 @@
 import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { loadConfig } from '../src/config.js'
-import { createMemorySessionStore, type MemoryStoreOptions } from '../src/services/sessions/memory-store.js'
-import { newSessionId, type MultiplayerSession, type SessionEvent } from '../src/services/sessions/store.js'
-import { buildAppWithLog } from './helper.js'
+import { createRedisConnections } from '../src/services/redis/connection.js'
+import { redisKeys } from '../src/services/redis/keys.js'
+import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
+import { createRedisSessionStore } from '../src/services/sessions/redis-store.js'
+import { newSessionId, type SessionEvent, type SessionStore } from '../src/services/sessions/store.js'
+import { until } from './helper.js'
+import { startRedis, type RedisServer } from './redis-server.js'
 
-/* SPEC §9 "memory stays bounded however many sessions come and go": the store-wide byte budget. */
+/*
+ * One behavioural suite, two stores (keyv's test-suite idea): whatever the
+ * memory store does, the Redis store does the same, against a real
+ * redis-server. Then what only the Redis store has: TTLs on every key,
+ * prefixes, and presence across instances.
+ */
 
 const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: '', role: 'friend' }
-// 512 per session + the 22-character id + 22 characters of persona, 2 bytes a character.
-const COMPANION_BYTES = 512 + 44 + 44
 const sam = { userId: 'u1', playerName: 'Sam' }
+const alex = { userId: 'u2', playerName: 'Alex' }
+const kim = { userId: 'u3', playerName: 'Kim' }
+const silent = { info: () => undefined, warn: () => undefined }
 
-function setup (t: Test, options: Partial<MemoryStoreOptions> = {}) {
-  const clock = { now: 0 }
-  const evictions: number[] = []
-  const store = createMemorySessionStore({
-    ttlMs: 1000, sweepIntervalMs: 60_000, now: () => clock.now, onEvict: (count) => evictions.push(count), ...options
-  })
-  t.teardown(() => store.close())
-  return { store, clock, evictions }
-}
-
-/** A `chat message` envelope the way the chat hub builds it. */
 function chatMessage (sessionId: string, text: string): SessionEvent {
-  return {
-    event: 'chat message',
-    data: { sessionId, id: randomUUID(), text, sender: randomUUID(), playerName: 'P'.repeat(50), timestamp: new Date(0).toISOString() }
-  }
+  return { event: 'chat message', data: { sessionId, id: randomUUID(), text, sender: 'u1', playerName: 'Sam', timestamp: new Date(0).toISOString() } }
 }
 
-const ids = async (store: ReturnType<typeof setup>['store'], list: string[]) =>
-  Promise.all(list.map(async (id) => (await store.get(id)) !== undefined))
+interface StoreOptions { ttlMs?: number, presenceTtlMs?: number }
+type Factory = (t: Test, options?: StoreOptions) => Promise<SessionStore>
 
-t.test('the estimate: text as UTF-16 plus a fixed allowance per session and per entry', async (t) => {
-  const { store } = setup(t)
-  t.equal(store.bytes, 0)
-  const companion = await store.createCompanion(persona)
-  t.equal(store.bytes, COMPANION_BYTES)
-  await store.appendTurns(companion.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'hello' }], 20)
-  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 10), '128 per turn plus its text')
-  await store.appendTurns(companion.id, [{ role: 'user', text: 'bye' }], 1)
-  t.equal(store.bytes, COMPANION_BYTES + 128 + 6, 'trimmed turns no longer count')
+let redis: RedisServer
+t.before(async () => { redis = await startRedis(t) })
 
-  const code = 'c'.repeat(64)
-  await store.join(code, sam, 10)
-  const room = 512 + 128 + (128 + 4 + 6)
-  t.equal(store.bytes, COMPANION_BYTES + 134 + room, '512 per session + its code, 128 per participant plus its names')
-  const before = store.bytes
-  for (let i = 0; i < 50; i++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 })
-  // 128 + 2 × (64 code + 36 id + 2000 text + 36 sender + 50 name + 24 timestamp) per message.
-  const perMessage = 128 + 2 * 2210
-  t.equal(perMessage, 4548)
-  t.equal(store.bytes - before, 50 * perMessage)
-  for (let i = 0; i < 10; i++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 })
-  t.equal(store.bytes - before, 50 * perMessage, 'a full session stays the same size as messages come and go')
-  t.equal(room + 50 * perMessage, 228_178, 'a full multiplayer session with one participant: about 223 KiB')
-  await store.leave(code, 'u1')
-  t.equal(store.bytes, COMPANION_BYTES + 134 + room - 138 + 50 * perMessage, 'leaving removes the participant')
-})
+/** A Redis store under its own prefix, so tests never see each other's keys. */
+async function redisStore (t: Test, { ttlMs = 60_000, presenceTtlMs = 45_000 }: StoreOptions = {}, prefix = `t${randomUUID().slice(0, 8)}:`) {
+  const connections = createRedisConnections({ url: redis.url, log: silent })
+  t.teardown(() => connections.close())
+  t.equal(await connections.whenReady(5000), 'ok')
+  const store = createRedisSessionStore({ redis: connections.client, keys: redisKeys(prefix), ttlMs, presenceTtlMs })
+  t.teardown(() => store.close())
+  return Object.assign(store, { prefix })
+}
 
-t.test('over budget, the least recently active sessions are evicted first', async (t) => {
-  const { store, evictions } = setup(t, { maxBytes: 3 * COMPANION_BYTES })
-  const [a, b, c] = [await store.createCompanion(persona), await store.createCompanion(persona), await store.createCompanion(persona)]
-  t.equal(store.bytes, 3 * COMPANION_BYTES, 'exactly at the budget is within it')
-  t.same(evictions, [])
-  const d = await store.createCompanion(persona)
-  t.same(await ids(store, [a.id, b.id, c.id, d.id]), [false, true, true, true], 'the oldest went')
-  t.equal(store.bytes, 3 * COMPANION_BYTES)
-  t.same(evictions, [1], 'one report per write that evicted, with the count')
-  t.same(await store.counts(), { companion: 3, multiplayer: 0 })
+const factories: Record<string, Factory> = {
+  memory: async (t, { ttlMs = 60_000 } = {}) => {
+    const store = createMemorySessionStore({ ttlMs })
+    t.teardown(() => store.close())
+    return store
+  },
+  redis: redisStore
+}
 
-  // Twice a small one's size: 512 + 44 + 2 × (3 + 304 + 9 + 6).
-  const big = await store.createCompanion({ ...persona, personality: 'p'.repeat(304) })
-  t.same(await ids(store, [b.id, c.id, d.id, big.id]), [false, false, true, true], 'as many as it takes, oldest first')
-  t.equal(store.bytes, 3 * COMPANION_BYTES)
-  t.same(evictions, [1, 2])
-  t.equal(await store.appendTurns(a.id, [{ role: 'user', text: 'hi' }], 20), undefined, 'an evicted session is gone, like an expired one')
-})
-
-t.test('activity moves a session to the most recently active end; reads do not', async (t) => {
-  const ROOM = 512 + 2
-  const MESSAGE = 128 + 2 * (1 + 36 + 5 + 36 + 50 + 24)
-  const { store, clock } = setup(t, { maxBytes: 3 * COMPANION_BYTES + ROOM + MESSAGE })
-  const a = await store.createCompanion(persona)
-  const b = await store.createCompanion(persona)
-  await store.join('r', sam, 10)
-  await store.leave('r', 'u1') // an empty room: evictable
-  const c = await store.createCompanion(persona)
-  clock.now = 10
-  t.equal((await store.appendTurns(a.id, [{ role: 'user', text: 'hi' }], 0))?.lastActivity, 10, 'a kept no turn but was active')
-  t.ok(await store.get(b.id), 'reading b is not activity')
-  await store.recordEvent('r', chatMessage('r', 'hello'), { keep: 50 })
-  t.equal(store.bytes, 3 * COMPANION_BYTES + ROOM + MESSAGE, 'at the budget, not over it')
-  const d = await store.createCompanion(persona)
-  t.same(await ids(store, [a.id, b.id, 'r', c.id, d.id]), [true, false, true, true, true], 'b, not a')
-  await store.createCompanion(persona)
-  t.same(await ids(store, [a.id, 'r', c.id]), [true, true, false], 'then c: the room had a message after c was created')
-  await store.createCompanion(persona)
-  t.same(await ids(store, [a.id, 'r']), [false, true], 'then a')
-  await store.createCompanion(persona)
-  t.same(await ids(store, ['r', d.id]), [false, true], 'then the room')
-})
-
-t.test('a multiplayer session with someone connected is never evicted; the write still succeeds when nothing can be', async (t) => {
-  const { store, evictions } = setup(t, { maxBytes: 2048 })
-  await store.join('live', sam, 10)
-  const old = await store.createCompanion(persona)
-  const next = await store.createCompanion(persona)
-  for (let i = 0; i < 5; i++) await store.recordEvent('live', chatMessage('live', 'x'.repeat(100)), { keep: 50 })
-  t.same(await ids(store, ['live', old.id, next.id]), [true, false, false], 'the companions went, the live session stayed')
-  t.ok(store.bytes > 2048, 'over budget: only the live session is left, and it is being written')
-  const joined = await store.join('live', { userId: 'u2', playerName: 'Alex' }, 10)
-  t.equal(joined.ok, true, 'writes to it still succeed')
-  const another = await store.createCompanion(persona)
-  t.ok(await store.get(another.id), 'so do new sessions, while nothing else is evictable')
-  t.ok(await store.get('live'))
-  t.same(evictions, [1, 1])
-
-  await store.leave('live', 'u1')
-  await store.leave('live', 'u2')
-  await store.createCompanion(persona)
-  t.same(await ids(store, ['live', another.id]), [false, false], 'once empty it is evictable like any other')
-  t.equal(store.bytes, COMPANION_BYTES)
-})
-
-t.test('once pinned sessions alone fill the budget, no session gains its first participant; joined ones still take joiners', async (t) => {
-  const LIVE = 512 + 8 + (128 + 4 + 6) // 'live' with Sam
-  const MESSAGE = 128 + 2 * (4 + 36 + 1000 + 36 + 50 + 24)
-  const EMPTY_ROOM = 512 + 10
-  const alex = { userId: 'u2', playerName: 'Alex' }
-  // The reserve idle sessions keep is a quarter of the budget: two companions.
-  const { store, clock, evictions } = setup(t, { maxBytes: 8 * COMPANION_BYTES })
-  const c1 = await store.createCompanion(persona)
-  const c2 = await store.createCompanion(persona)
-  await store.join('empty', sam, 10)
-  await store.leave('empty', 'u1')
-  t.equal(store.pinnedBytes, 0, 'an empty room is idle')
-  t.same(await store.join('live', sam, 10), { ok: true, session: await store.get('live'), created: true })
-  t.equal(store.pinnedBytes, LIVE)
-
-  await store.recordEvent('live', chatMessage('live', 'x'.repeat(1000)), { keep: 50 })
-  t.equal(store.pinnedBytes, LIVE + MESSAGE)
-  t.equal(store.bytes, LIVE + MESSAGE + COMPANION_BYTES + EMPTY_ROOM, 'pinned under 75 % of the budget: the total is kept within it')
-  t.ok(store.bytes <= 8 * COMPANION_BYTES)
-  t.same(await ids(store, [c1.id, c2.id, 'empty']), [false, true, true], 'by evicting the oldest')
-  clock.now = 10
-  await store.recordEvent('live', chatMessage('live', 'x'.repeat(1000)), { keep: 50 })
-  t.equal(store.pinnedBytes, LIVE + 2 * MESSAGE)
-  t.ok(store.pinnedBytes > 8 * COMPANION_BYTES, 'pinned alone are over the budget')
-  t.same(await ids(store, [c2.id, 'empty']), [true, true], 'idle sessions within the reserve are not evicted for them')
-  t.same(evictions, [1])
-
-  t.same(await store.join('new', alex, 10), { ok: false, reason: 'capacity' })
-  t.equal(await store.get('new'), undefined, 'not created')
-  t.same(await store.join('empty', alex, 10), { ok: false, reason: 'capacity' })
-  t.match(await store.get('empty'), { participants: [], lastActivity: 0 }, 'an idle room stays idle, and a refusal is no activity')
-  const before = store.pinnedBytes
-  const joined = await store.join('live', alex, 10)
-  t.match(joined, { ok: true, created: false, session: { participants: [sam, alex] } }, 'a session with people in it can still be joined')
-  t.equal(store.pinnedBytes, before + 128 + 12)
-  t.match(await store.join('live', sam, 10), { ok: true, created: false }, 'and joined again')
-  t.same(await store.join('live', { userId: 'u3', playerName: 'Kim' }, 2), { ok: false, reason: 'full' }, 'full is still full')
-
-  const c3 = await store.createCompanion(persona)
-  t.same(await ids(store, [c2.id, 'empty', c3.id]), [false, true, true], 'companions still come and go, oldest first, within the reserve')
-  t.same(evictions, [1, 1])
-
-  await store.leave('live', 'u1')
-  t.equal(store.pinnedBytes, LIVE + 2 * MESSAGE + 140 - 138, 'still pinned by Alex')
-  await store.leave('live', 'u2')
-  t.equal(store.pinnedBytes, 0)
-  t.same(await ids(store, ['empty', c3.id, 'live']), [false, false, true], 'idle now, the room alone is over the budget: the older idle sessions made way')
-  t.same(evictions, [1, 1, 2])
-  t.match(await store.join('new', alex, 10), { ok: true, created: true }, 'below the budget again, new sessions can be joined')
-  t.equal(await store.get('live'), undefined, 'and the idle room made way for it')
-  await store.leave('new', 'u2')
-  clock.now = 10 + 1000
-  t.equal(store.sweep(), 1, 'the last room expires')
-  t.same(await store.counts(), { companion: 0, multiplayer: 0 })
-  t.equal(store.bytes, 0)
-  t.equal(store.pinnedBytes, 0)
-})
-
-t.test('capacity: refused at the budget, not one byte before', async (t) => {
-  const LIVE = 512 + 8 + (128 + 4 + 6)
-  for (const [maxBytes, reason] of [[LIVE, 'capacity'], [LIVE + 1, undefined]] as const) {
-    const { store } = setup(t, { maxBytes })
-    await store.join('live', sam, 10)
-    t.equal(store.pinnedBytes, LIVE)
-    t.equal((await store.join('next', sam, 10) as { reason?: string }).reason, reason, `budget ${maxBytes}`)
-  }
-  const { store } = setup(t)
-  for (let i = 0; i < 100; i++) t.equal((await store.join(`r${i}`, sam, 10)).ok, true, 'no budget, no capacity limit')
-})
-
-t.test('the session being written is never evicted, even when it alone exceeds the budget', async (t) => {
-  const { store, evictions } = setup(t, { maxBytes: 1000 })
-  const other = await store.join('other', sam, 10)
-  await store.leave('other', 'u1')
-  t.equal(other.ok, true)
-  const a = await store.createCompanion(persona)
-  t.equal(await store.get('other'), undefined, 'the older empty room made way')
-  const written = await store.appendTurns(a.id, [{ role: 'user', text: 'x'.repeat(2000) }], 20)
-  t.equal(written?.history.length, 1)
-  t.ok(await store.get(a.id))
-  t.equal(store.bytes, COMPANION_BYTES + 128 + 4000)
-  t.same(evictions, [1], 'nothing else to evict, so no second report')
-  const b = await store.createCompanion(persona)
-  t.same(await ids(store, [a.id, b.id]), [false, true])
-  t.equal(store.bytes, COMPANION_BYTES)
-})
-
-t.test('the total returns to 0 when everything is deleted, expired or swept', async (t) => {
-  const { store, clock } = setup(t)
-  const a = await store.createCompanion(persona)
-  const b = await store.createCompanion(persona)
-  const c = await store.createCompanion(persona)
-  for (const session of [a, b, c]) {
-    await store.appendTurns(session.id, [{ role: 'user', text: 'héllo 👋' }, { role: 'model', text: 'hi' }], 3)
-    await store.appendTurns(session.id, [{ role: 'user', text: 'more' }], 3)
-  }
-  await store.join('r1', sam, 10)
-  await store.join('r1', { userId: 'u2', playerName: 'Alex' }, 10)
-  await store.join('r1', sam, 10)
-  t.same(await store.join('r1', { userId: 'u3', playerName: 'Kim' }, 2), { ok: false, reason: 'full' })
-  for (let i = 0; i < 5; i++) await store.recordEvent('r1', chatMessage('r1', `message ${i}`), { keep: 3 })
-  await store.join('r2', sam, 10)
-  t.ok(store.bytes > 0)
-
-  t.equal(await store.delete(a.id), true)
-  t.equal(await store.delete(a.id), false)
-  await store.leave('r1', 'u1')
-  await store.leave('r1', 'u2')
-  await store.leave('r1', 'nobody')
-  await store.leave('r2', 'u1')
-  clock.now = 1000
-  t.equal(await store.get(b.id), undefined, 'expired on read')
-  t.equal(store.sweep(), 3, 'c and both rooms')
-  t.same(await store.counts(), { companion: 0, multiplayer: 0 })
-  t.equal(store.bytes, 0)
-  t.equal(store.pinnedBytes, 0)
-
-  await store.join('r3', sam, 10)
-  t.ok(store.pinnedBytes > 0)
-  await store.createCompanion(persona)
-  await store.close()
-  t.equal(store.bytes, 0, 'and after close')
-  t.equal(store.pinnedBytes, 0)
-})
-
-t.test('10,000 sessions under a small budget keep the total within it', async (t) => {
-  const maxBytes = 64 * 1024
-  const { store, evictions } = setup(t, { maxBytes })
-  let highest = 0
-  for (let i = 0; i < 10_000; i++) {
-    if (i % 10 === 0) {
-      const code = `room-${i}`
-      await store.join(code, sam, 10)
-      for (let m = 0; m < 5; m++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(500)), { keep: 50 })
-      await store.leave(code, 'u1')
-    } else {
+for (const [name, create] of Object.entries(factories)) {
+  t.test(`${name} store`, async (t) => {
+    t.test('a companion session: created, read, unknown ids are undefined', async (t) => {
+      const store = await create(t)
+      const before = Date.now()
       const session = await store.createCompanion(persona)
-      await store.appendTurns(session.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'x'.repeat(300) }], 20)
-    }
-    highest = Math.max(highest, store.bytes)
-  }
-  t.ok(highest <= maxBytes, `the highest total, ${highest}, is within ${maxBytes}`)
-  const { companion, multiplayer } = await store.counts()
-  t.ok(companion + multiplayer < 100, `${companion + multiplayer} sessions kept`)
-  t.ok(companion + multiplayer > 10, 'and the newest are kept')
-  t.ok(evictions.length > 9000)
-  t.equal(evictions.reduce((sum, count) => sum + count, 0), 10_000 - companion - multiplayer, 'every other session was evicted')
-})
-
-t.test('SESSION_MEMORY_MB: 256 by default, an integer ≥ 1', async (t) => {
-  t.equal(loadConfig({}).SESSION_MEMORY_MB, 256)
-  t.equal(loadConfig({ SESSION_MEMORY_MB: '1' }).SESSION_MEMORY_MB, 1)
-  for (const value of ['0', '1.5', 'lots']) {
-    t.throws(() => loadConfig({ SESSION_MEMORY_MB: value }), { name: 'ConfigError', message: 'Invalid configuration: SESSION_MEMORY_MB must be an integer ≥ 1' })
-  }
-})
-
-const EVICTING = 'session memory budget (SESSION_MEMORY_MB) reached: the least recently active sessions are being evicted before their TTL'
-
-t.test('through the app: SESSION_MEMORY_MB=1 evicts the oldest companion sessions, warned once', async (t) => {
-  const { app, stdout } = await buildAppWithLog(t, { SESSION_MEMORY_MB: 1, RATE_LIMIT_MAX: 100000, AI_RATE_LIMIT_MAX: 100000, SLOW_DOWN_AFTER: 100000 })
-  t.equal(app.ai.status().provider, 'offline')
-  const companionConfig = { name: 'N'.repeat(50), personality: 'p'.repeat(1000), identity: 'i'.repeat(1000), gender: 'g'.repeat(20), role: 'r'.repeat(500) }
-  // 512 + 2 × (22 id + 2,570 persona) = 5,696 bytes each: 184 fit in 1 MiB.
-  const created: string[] = []
-  for (let i = 0; i < 400; i++) {
-    const response = await app.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig } })
-    if (response.statusCode !== 200) t.fail(`initialize ${i}: ${response.statusCode}`)
-    created.push(response.json().sessionId)
-  }
-  t.equal(new Set(created).size, 400, 'all 400 created')
-  t.same(await app.sessions.counts(), { companion: 184, multiplayer: 0 })
-  for (const index of [0, 215]) {
-    const gone = await app.inject(`/api/sessions/${created[index]}`)
-    t.equal(gone.statusCode, 404, `session ${index} was evicted`)
-    t.same(gone.json(), {
-      sessionId: created[index], isActive: false, participantCount: 0, error: 'Session not found or expired', code: 'SESSION_NOT_FOUND', statusCode: 404
+      t.match(session.id, /^[A-Za-z0-9_-]{22}$/)
+      t.match(session, { kind: 'companion', persona, history: [], messageCount: 0 })
+      t.ok(session.createdAt >= before && session.createdAt === session.lastActivity)
+      t.same(await store.get(session.id), session)
+      t.equal(await store.get('nobody'), undefined)
+      t.equal(await store.appendTurns('nobody', [{ role: 'user', text: 'hi' }], 20), undefined)
     })
+
+    t.test('turns are appended in order, the last `keep` kept, every one counted', async (t) => {
+      const store = await create(t)
+      const { id } = await store.createCompanion(persona)
+      const turns = [{ role: 'user' as const, text: 'héllo 👋 "quoted" \\ / <b>' }, { role: 'model' as const, text: 'hi' }]
+      const first = await store.appendTurns(id, turns, 3)
+      t.same(first?.history, turns, 'any text survives the round trip')
+      await store.appendTurns(id, [{ role: 'user', text: 'a' }, { role: 'model', text: 'b' }], 3)
+      const kept = await store.get(id)
+      t.same(kept?.kind === 'companion' && kept.history.map((turn) => turn.text), [turns[1].text, 'a', 'b'])
+      t.equal(kept?.messageCount, 4)
+      const none = await store.appendTurns(id, [{ role: 'user', text: 'c' }], 0)
+      t.same(none?.history, [], 'keep 0 keeps none')
+      t.equal(none?.messageCount, 5)
+      t.ok((none?.lastActivity ?? 0) >= (kept?.lastActivity ?? Infinity), 'an append is activity')
+    })
+
+    t.test('joining creates a session, joining again does not add, participants in join order', async (t) => {
+      const store = await create(t)
+      const code = `room-${randomUUID()}`
+      const first = await store.join(code, sam, 3)
+      t.match(first, { ok: true, created: true, session: { kind: 'multiplayer', id: code, participants: [sam], history: [], messageCount: 0 } })
+      t.match(await store.join(code, alex, 3), { ok: true, created: false, session: { participants: [sam, alex] } })
+      t.match(await store.join(code, sam, 3), { ok: true, created: false, session: { participants: [sam, alex] } }, 'again: no second Sam')
+      t.match(await store.join(code, { userId: 'u1', playerName: 'Other' }, 3), { session: { participants: [sam, alex] } }, 'the name given first stays')
+      t.match(await store.get(code), { participants: [sam, alex] }, 'read back the same')
+    })
+
+    t.test('a full session refuses newcomers and is not touched by the refusal; members may rejoin', async (t) => {
+      const store = await create(t)
+      const code = `full-${randomUUID()}`
+      await store.join(code, sam, 2)
+      const joined = await store.join(code, alex, 2)
+      t.same(await store.join(code, kim, 2), { ok: false, reason: 'full' })
+      t.same(await store.get(code), joined.ok && joined.session, 'nothing changed, lastActivity included')
+      t.match(await store.join(code, alex, 2), { ok: true })
+      await store.leave(code, 'u1')
+      t.match(await store.join(code, kim, 2), { ok: true, session: { participants: [alex, kim] } }, 'room again once someone left')
+    })
+
+    t.test('with room for K, exactly K of many concurrent joins succeed', async (t) => {
+      const store = await create(t)
+      const code = `race-${randomUUID()}`
+      await store.join(code, sam, 4)
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.join(code, { userId: `p${i}`, playerName: `P${i}` }, 4)))
+      t.equal(results.filter((result) => result.ok).length, 3)
+      t.equal(results.filter((result) => !result.ok && result.reason === 'full').length, 17)
+      const session = await store.get(code)
+      t.equal(session?.kind === 'multiplayer' && session.participants.length, 4)
+    })
+
+    t.test('leaving removes the participant; the empty session lives on; unknown sessions are undefined', async (t) => {
+      const store = await create(t)
+      const code = `leave-${randomUUID()}`
+      await store.join(code, sam, 10)
+      await store.join(code, alex, 10)
+      t.match(await store.leave(code, 'u1'), { participants: [alex] })
+      t.match(await store.leave(code, 'nobody'), { participants: [alex] })
+      t.match(await store.leave(code, 'u2'), { participants: [] })
+      t.match(await store.get(code), { kind: 'multiplayer', participants: [] }, 'still there, empty')
+      t.equal(await store.leave('nowhere', 'u1'), undefined)
+      t.equal(await store.recordEvent('nowhere', chatMessage('nowhere', 'x'), { keep: 50 }), undefined)
+    })
+
+    t.test('events are kept as sent, the last `keep` of them, every one counted', async (t) => {
+      const store = await create(t)
+      const code = `events-${randomUUID()}`
+      await store.join(code, sam, 10)
+      const events = Array.from({ length: 7 }, (_, i) => chatMessage(code, `message ${i} ✓`))
+      for (const event of events) await store.recordEvent(code, event, { keep: 5 })
+      const session = await store.get(code)
+      t.same(session?.history, events.slice(2))
+      t.equal(session?.messageCount, 7)
+      t.match(session, { participants: [sam] })
+    })
+
+    t.test('recordEvent numbers events 1, 2, 3… even when concurrent; a clientMsgId is recorded once', async (t) => {
+      const store = await create(t)
+      const code = `seq-${randomUUID()}`
+      await store.join(code, sam, 10)
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.recordEvent(code, chatMessage(code, `m${i}`), { keep: 50 })))
+      t.same(results.map((result) => result?.seq).sort((a, b) => (a ?? 0) - (b ?? 0)), Array.from({ length: 20 }, (_, i) => i + 1))
+      const first = await store.recordEvent(code, chatMessage(code, 'once'), { keep: 50, clientMsgId: 'abc-1' })
+      t.match(first, { duplicate: false, seq: 21, event: { data: { text: 'once', seq: 21 } } })
+      t.same(await store.recordEvent(code, chatMessage(code, 'once again'), { keep: 50, clientMsgId: 'abc-1' }), { duplicate: true, seq: 21 })
+      const session = await store.get(code)
+      t.equal(session?.messageCount, 21, 'the duplicate is not counted')
+      t.same(session?.kind === 'multiplayer' && session.history.at(-1), first?.duplicate === false && first.event, 'kept with its seq')
+      const other = `seq-${randomUUID()}`
+      await store.join(other, sam, 10)
+      t.match(await store.recordEvent(other, chatMessage(other, 'once'), { keep: 50, clientMsgId: 'abc-1' }), { duplicate: false, seq: 1 },
+        'ids are per session')
+    })
+
+    t.test('delete erases a session of either kind once; counts by kind', async (t) => {
+      const store = await create(t)
+      const start = await store.counts()
+      const a = await store.createCompanion(persona)
+      const b = await store.createCompanion(persona)
+      const code = `count-${randomUUID()}`
+      await store.join(code, sam, 10)
+      t.same(await store.counts(), { companion: start.companion + 2, multiplayer: start.multiplayer + 1 })
+      t.equal(await store.delete(a.id), true)
+      t.equal(await store.delete(a.id), false)
+      t.equal(await store.get(a.id), undefined)
+      t.ok(await store.get(b.id), 'the other stays')
+      t.equal(await store.delete(code), true)
+      t.equal(await store.get(code), undefined)
+      t.same(await store.counts(), { companion: start.companion + 1, multiplayer: start.multiplayer })
+    })
+
+    t.test('sessions expire SESSION_TTL_MS after their last activity, unless someone is connected', async (t) => {
+      const ttlMs = 600
+      const store = await create(t, { ttlMs })
+      const quiet = await store.createCompanion(persona)
+      const active = await store.createCompanion(persona)
+      const empty = `empty-${randomUUID()}`
+      const live = `live-${randomUUID()}`
+      await store.join(empty, sam, 10)
+      await store.leave(empty, 'u1')
+      await store.join(live, alex, 10)
+      const started = Date.now()
+      // Activity renews the TTL: keep `active` busy past the first TTL.
+      while (Date.now() - started < ttlMs * 1.5) {
+        await store.appendTurns(active.id, [{ role: 'user', text: 'still here' }], 20)
+        await new Promise((resolve) => setTimeout(resolve, ttlMs / 6))
+      }
+      await until(() => Date.now() - started > ttlMs * 2, 5000)
+      t.equal(await store.get(quiet.id), undefined, 'the quiet companion expired')
+      t.equal(await store.get(empty), undefined, 'the empty room expired')
+      t.ok(await store.get(active.id), 'the active one lives')
+      t.match(await store.get(live), { participants: [alex] }, 'a room with someone connected lives')
+      t.same(await store.counts(), { companion: 1, multiplayer: 1 })
+    })
+  })
+}
+
+t.test('redis store only', async (t) => {
+  const keysOf = async (prefix: string) => {
+    const reply = await redis.command('KEYS', `${prefix}*`)
+    return reply.split('\r\n').filter((line) => line.startsWith(prefix)).sort()
   }
-  for (const index of [216, 399]) {
-    const kept = await app.inject(`/api/sessions/${created[index]}`)
-    t.equal(kept.statusCode, 200, `session ${index} is kept`)
-    t.equal(kept.json().companionName, 'N'.repeat(50))
-  }
-  const warnings = stdout().filter((line) => line.level === 'warn' && line.msg === EVICTING)
-  t.equal(warnings.length, 1, 'once, not per evicted session')
-  t.match(warnings[0], { sessionMemoryMB: 1, evicted: 1 })
-  t.notMatch(JSON.stringify(stdout()), 'pppp', 'no persona text in the log')
+  const pttl = async (key: string) => Number(/^:(-?\d+)/.exec(await redis.command('PTTL', key))?.[1])
+
+  t.test('every key is under the prefix and has a TTL of at most SESSION_TTL_MS; all of them go when sessions expire', async (t) => {
+    const ttlMs = 1500
+    const store = await redisStore(t, { ttlMs })
+    const { prefix } = store
+    t.same(await keysOf(prefix), [], 'nothing before')
+    const companion = await store.createCompanion(persona)
+    await store.appendTurns(companion.id, [{ role: 'user', text: 'hi' }], 20)
+    await store.join('r1', sam, 10)
+    await store.recordEvent('r1', chatMessage('r1', 'hello'), { keep: 50, clientMsgId: 'm-1' })
+    await store.join('r1', alex, 10)
+    await store.leave('r1', 'u2')
+    await store.leave('r1', 'u1')
+    t.same(await store.counts(), { companion: 1, multiplayer: 1 })
+    // The fan-out stream is the deployment's, not a session's: trimmed by length, not expired.
+    const fanOut = `${prefix}fanout`
+    const keys = (await keysOf(prefix)).filter((key) => key !== fanOut)
+    t.same(keys, [
+      `${prefix}companion:{${companion.id}}`, `${prefix}companion:{${companion.id}}:history`,
+      `${prefix}room:{r1}`, `${prefix}room:{r1}:history`, `${prefix}room:{r1}:msg:m-1`,
+      `${prefix}sessions:companion`, `${prefix}sessions:room`
+    ].sort(), 'the documented layout; an empty room has no participants or presence keys')
+    for (const key of keys.filter((key) => !key.includes('sessions:'))) {
+      const left = await pttl(key)
+      t.ok(left > 0 && left <= ttlMs, `${key} expires (${left} ms)`)
+    }
+    let remaining = keys
+    const deadline = Date.now() + ttlMs + 5000
+    while (Date.now() < deadline) {
+      await store.counts() // forgets expired index entries
+      remaining = (await keysOf(prefix)).filter((key) => key !== fanOut)
+      if (remaining.length === 0) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    t.same(remaining, [], 'the key count returns to where it started')
+  })
+
+  t.test('members of an instance that stops vouching for them are dropped after REDIS_PRESENCE_TTL_MS', async (t) => {
+    const prefix = `p${randomUUID().slice(0, 8)}:`
+    const a = await redisStore(t, { presenceTtlMs: 600 }, prefix)
+    const b = await redisStore(t, { presenceTtlMs: 600 }, prefix)
+    await a.join('shared', sam, 10)
+    await b.join('shared', alex, 10)
+    t.match(await b.get('shared'), { participants: [sam, alex] }, 'one session across instances')
+    await a.close() // A dies: no leave, no more renewals
+    const started = Date.now()
+    let participants: unknown
+    while (Date.now() - started < 5000) {
+      const session = await b.get('shared')
+      participants = session?.kind === 'multiplayer' ? session.participants : undefined
+      if (Array.isArray(participants) && participants.length === 1) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    t.same(participants, [alex], 'Sam is dropped, Alex (renewed by B) stays')
+    const elapsed = Date.now() - started
+    t.ok(elapsed >= 300 && elapsed < 2000, `dropped ${elapsed} ms after the last renewal could have happened`)
+    t.match(await b.join('shared', kim, 2), { ok: true }, 'and the seat is free again')
+  })
 })
 
 t.test('session ids: 128 random bits, URL-safe, never repeated (SPEC §2.1: at least 122)', async (t) => {
@@ -328,32 +279,4 @@ t.test('session ids: 128 random bits, URL-safe, never repeated (SPEC §2.1: at l
     const ones = bytes.filter((b) => (b[bit >> 3] >> (bit & 7)) & 1).length
     t.ok(ones > 4500 && ones < 5500, `bit ${bit} is set in about half the ids (${ones})`)
   }
-})
-
-t.test('recordEvent: consecutive seqs; a clientMsgId is remembered 10 minutes, counted in the budget, then forgotten', async (t) => {
-  const { store, clock } = setup(t, { ttlMs: 3_600_000 })
-  await store.join('room', sam, 10)
-  const empty = store.bytes
-  const first = await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' })
-  t.match(first, { duplicate: false, seq: 1, event: { event: 'chat message', data: { text: 'hi', seq: 1 } } })
-  const message = first?.duplicate === false ? first.event : chatMessage('room', '')
-  // 128 + 2 × (4 code + 36 id + 2 text + 36 sender + 50 name + 24 timestamp), plus 128 + 2 × 3 for the id.
-  t.equal(store.bytes - empty, 128 + 2 * 152 + 128 + 6)
-
-  clock.now = 10 * 60_000 - 1
-  t.same(await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' }), { duplicate: true, seq: 1 })
-  t.match(await store.recordEvent('room', chatMessage('room', 'other'), { keep: 50, clientMsgId: 'def' }), { duplicate: false, seq: 2 })
-  t.match(await store.recordEvent('room', chatMessage('room', 'no id'), { keep: 50 }), { duplicate: false, seq: 3 })
-  const { history } = await store.get('room') as MultiplayerSession
-  t.same(history.map((event) => event.data.seq), [1, 2, 3])
-  t.same(history[0], message, 'kept as delivered')
-
-  clock.now = 10 * 60_000
-  t.match(await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' }), { duplicate: false, seq: 4 },
-    'after 10 minutes the same id is a new message')
-  t.equal(await store.recordEvent('gone', chatMessage('gone', 'hi'), { keep: 50 }), undefined)
-  await store.leave('room', 'u1')
-  clock.now = 3 * 3_600_000
-  store.sweep()
-  t.equal(store.bytes, 0, 'remembered ids leave with their session')
 })

@@ -127,11 +127,12 @@ export default fp(async (app) => {
 /** The /api/stats body; also the server-stats.log snapshot. */
 export async function statsReport (app: FastifyInstance): Promise<Static<typeof Stats>> {
   const { health, ...snapshot } = app.metrics.snapshot()
-  const sessions = await app.sessions.counts()
+  const sessions = await app.sessionCounts()
   const ai = app.ai.status()
   // Fresh figures here (not the 1 s samples): this endpoint is not hot.
   const { rss, heapUsed, heapTotal } = process.memoryUsage()
   return {
+    instanceId: app.instanceId,
     uptime: uptime(),
     requests: snapshot.requests,
     ai: { ...snapshot.ai, provider: ai.provider, model: ai.model, circuit: ai.circuit },

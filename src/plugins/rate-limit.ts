@@ -1,21 +1,15 @@
-import rateLimit, { normalizeIP, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { Errors, withFields } from '../errors.js'
-import { createMemorySlowDownStore, createSlowDown, type SlowDownStore } from '../services/limits/slow-down.js'
+import { createRedisSlowDownStore } from '../services/limits/redis-slow-down-store.js'
+import { createMemorySlowDownStore, createSlowDown } from '../services/limits/slow-down.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Also counts against AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS (SPEC §5, /api/ai-companion/*). */
     aiRateLimit?: boolean
   }
-}
-
-export interface RateLimitPluginOptions {
-  /** Where the counters live: in memory unless given (the seam for a shared Redis store, SPEC §9). */
-  rateLimitStore?: FastifyRateLimitStoreCtor
-  /** Used, and closed with the app, while the slow-down is on (SLOW_DOWN_DELAY_MS > 0, SLOW_DOWN_AFTER < RATE_LIMIT_MAX). */
-  slowDownStore?: SlowDownStore
 }
 
 /** Clients tracked per limit at once; past it the least recently seen is forgotten, so memory stays bounded. */
@@ -38,21 +32,25 @@ function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void
  *   plugin's own flag) opts a route out of both, as the health probes do;
  * - `config: { aiRateLimit: true }` adds AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS.
  * Routes registered before it (the /docs UI, CORS preflights) are not seen and not limited.
- * A failing counter store lets requests through rather than answering 500.
+ * Counters live in this instance's memory, or with REDIS_URL in Redis, shared
+ * by every instance (@fastify/rate-limit's own Redis store for the limits).
+ * A failing counter store lets requests through rather than answering 500,
+ * and fails fast: Redis commands never wait for a reconnect.
  * @see https://github.com/fastify/fastify-rate-limit
  */
-export default fp<RateLimitPluginOptions>(async (app, options) => {
+export default fp(async (app) => {
   const {
     RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_MS, AI_RATE_LIMIT_MAX, AI_RATE_LIMIT_WINDOW_MS,
     SLOW_DOWN_AFTER, SLOW_DOWN_DELAY_MS, SLOW_DOWN_MAX_DELAY_MS
   } = app.config
+  const { redis, redisKeys } = app
 
   await app.register(rateLimit, {
     global: true,
     max: RATE_LIMIT_MAX,
     timeWindow: RATE_LIMIT_WINDOW_MS,
     cache: MAX_TRACKED_CLIENTS,
-    store: options.rateLimitStore,
+    ...(redis === undefined ? {} : { redis: redis.client, nameSpace: redisKeys.rateLimit }),
     skipOnError: true,
     enableDraftSpec: true, // ratelimit-limit / -remaining / -reset
     errorResponseBuilder: (_request, { ttl }) => rateLimited(Math.ceil(ttl / 1000))
@@ -84,7 +82,9 @@ export default fp<RateLimitPluginOptions>(async (app, options) => {
   // before it could be slowed: then there is no slow-down hook at all.
   const slowDown = SLOW_DOWN_DELAY_MS > 0 && SLOW_DOWN_AFTER < RATE_LIMIT_MAX
     ? createSlowDown({
-      store: options.slowDownStore ?? createMemorySlowDownStore({ windowMs: RATE_LIMIT_WINDOW_MS, maxKeys: MAX_TRACKED_CLIENTS }),
+      store: redis === undefined
+        ? createMemorySlowDownStore({ windowMs: RATE_LIMIT_WINDOW_MS, maxKeys: MAX_TRACKED_CLIENTS })
+        : createRedisSlowDownStore({ redis: redis.client, keys: redisKeys, windowMs: RATE_LIMIT_WINDOW_MS }),
       after: SLOW_DOWN_AFTER,
       delayMs: SLOW_DOWN_DELAY_MS,
       maxDelayMs: SLOW_DOWN_MAX_DELAY_MS,
@@ -120,4 +120,4 @@ export default fp<RateLimitPluginOptions>(async (app, options) => {
     // Delayed requests are in flight: let them proceed at once rather than hold the drain.
     app.addHook('preClose', async () => slowDown.close())
   }
-}, { name: 'rate-limit', dependencies: ['config', 'errors'] })
+}, { name: 'rate-limit', dependencies: ['config', 'errors', 'redis'] })

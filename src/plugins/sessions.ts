@@ -1,20 +1,27 @@
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { createMemorySessionStore } from '../services/sessions/memory-store.js'
-import type { SessionStore } from '../services/sessions/store.js'
+import { createRedisSessionStore } from '../services/sessions/redis-store.js'
+import type { SessionCounts, SessionStore } from '../services/sessions/store.js'
 
 declare module 'fastify' {
-  interface FastifyInstance { sessions: SessionStore }
+  interface FastifyInstance {
+    sessions: SessionStore
+    /** Counts for /health and /api/stats: the last known ones while the store cannot answer (checks.redis says why). */
+    sessionCounts: () => Promise<SessionCounts>
+  }
 }
 
-/** The session store shared by the companion routes and the WebSocket chat. */
-export default fp(async (app) => {
-  if (app.config.REDIS_URL !== undefined) {
-    // Honest about the gap rather than silently pretending to share state.
-    app.log.warn('REDIS_URL is set but the Redis store is not implemented yet: sessions stay in this instance\'s memory')
-  }
+export interface SessionsPluginOptions {
+  /** Used instead of a store of its own; whoever made it closes it. */
+  store?: SessionStore
+}
+
+/** In this instance's memory, bounded by SESSION_MEMORY_MB, with eviction warned about once. */
+function memoryStore (app: FastifyInstance): SessionStore {
   const { SESSION_MEMORY_MB } = app.config
   let warned = false
-  const sessions = createMemorySessionStore({
+  return createMemorySessionStore({
     ttlMs: app.config.SESSION_TTL_MS,
     maxBytes: SESSION_MEMORY_MB * 1024 * 1024,
     // Once, not per eviction: under sustained pressure every new session evicts one.
@@ -25,6 +32,30 @@ export default fp(async (app) => {
         'session memory budget (SESSION_MEMORY_MB) reached: the least recently active sessions are being evicted before their TTL')
     }
   })
+}
+
+/**
+ * The session store shared by the companion routes and the WebSocket chat:
+ * Redis with REDIS_URL (shared by every instance, SPEC §9), else memory.
+ */
+export default fp<SessionsPluginOptions>(async (app, options) => {
+  const { redis } = app
+  const sessions = options.store ?? (redis === undefined
+    ? memoryStore(app)
+    : createRedisSessionStore({
+      redis: redis.client,
+      keys: app.redisKeys,
+      ttlMs: app.config.SESSION_TTL_MS,
+      presenceTtlMs: app.config.REDIS_PRESENCE_TTL_MS
+    }))
   app.decorate('sessions', sessions)
-  app.addHook('onClose', async () => sessions.close())
-}, { name: 'sessions', dependencies: ['config'] })
+  if (options.store === undefined) app.addHook('onClose', async () => sessions.close())
+
+  let lastCounts: SessionCounts = { companion: 0, multiplayer: 0 }
+  app.decorate('sessionCounts', async () => {
+    // A probe must not wait for a Redis known to be down.
+    if (redis?.state === 'down') return lastCounts
+    lastCounts = await sessions.counts().catch(() => lastCounts)
+    return lastCounts
+  })
+}, { name: 'sessions', dependencies: ['config', 'redis'] })

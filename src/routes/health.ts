@@ -15,22 +15,25 @@ const probeConfig = { duringShutdown: true, metrics: false, rateLimit: false as 
  * instance. Cheap per probe: sampled figures and a few comparisons.
  */
 const health: FastifyPluginAsyncTypebox = async (app) => {
-  const { lifecycle, metrics, sessions } = app
+  const { lifecycle, metrics, redis } = app
+  const redisCheck = () => redis === undefined ? 'unused' as const : redis.state
 
   app.get('/health', {
     config: probeConfig,
     schema: { summary: 'Health for humans and load balancers', response: { 200: Health, 503: Health } }
   }, async (_request, reply) => {
     const figures = metrics.evaluate()
-    const counts = await sessions.counts()
+    const counts = await app.sessionCounts()
     const shuttingDown = lifecycle.shuttingDown
-    const unhealthy = shuttingDown || figures.overMemoryLimit || figures.eventLoopStalled
+    const redisState = redisCheck()
+    const unhealthy = shuttingDown || figures.overMemoryLimit || figures.eventLoopStalled || redisState === 'down'
     const degraded = figures.highMemory || figures.highErrorRate || figures.highAIFailureRate
     reply.code(unhealthy ? 503 : 200)
     return {
       status: unhealthy ? 'unhealthy' as const : degraded ? 'degraded' as const : 'healthy' as const,
       timestamp: new Date().toISOString(),
       version: VERSION,
+      instanceId: app.instanceId,
       uptime: uptime(),
       memory: { rssMB: figures.rssMB, heapUsedMB: figures.heapUsedMB },
       activeSessions: counts.companion + counts.multiplayer,
@@ -40,8 +43,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
         highMemory: figures.highMemory,
         highErrorRate: figures.highErrorRate,
         highAIFailureRate: figures.highAIFailureRate,
-        // No Redis client exists yet: sessions are in memory (SPEC §9).
-        redis: 'unused' as const,
+        redis: redisState,
         memoryLimit: figures.overMemoryLimit,
         eventLoopStalled: figures.eventLoopStalled,
         shuttingDown
@@ -57,9 +59,10 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/health/ready', {
     config: probeConfig,
-    schema: { summary: 'Readiness: 503 while shutting down', response: { 200: Probe, 503: Probe } }
+    schema: { summary: 'Readiness: 503 while shutting down or while a configured Redis is unreachable', response: { 200: Probe, 503: Probe } }
   }, async (_request, reply) => {
     if (lifecycle.shuttingDown) return reply.code(503).send({ status: 'shutting-down' })
+    if (redisCheck() === 'down') return reply.code(503).send({ status: 'redis-down' })
     return { status: 'ready' }
   })
 }

@@ -21,10 +21,13 @@ export const AlertSchema = Type.Object({
 const Circuit = Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')])
 const Provider = Type.Union([Type.Literal('gemini'), Type.Literal('offline')])
 
+const InstanceId = Type.String({ description: 'random at boot: tells the instances behind a load balancer apart' })
+
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')]),
   timestamp: Timestamp,
   version: Type.String(),
+  instanceId: InstanceId,
   uptime: Uptime,
   memory: Type.Object({ rssMB: Type.Number(), heapUsedMB: Type.Number() }),
   activeSessions: Type.Integer(),
@@ -34,7 +37,7 @@ export const Health = Type.Object({
     highMemory: Type.Boolean(),
     highErrorRate: Type.Boolean(),
     highAIFailureRate: Type.Boolean(),
-    redis: Type.Union([Type.Literal('ok'), Type.Literal('down'), Type.Literal('unused')]),
+    redis: Type.Union([Type.Literal('ok'), Type.Literal('down'), Type.Literal('unused')], { description: 'down (unhealthy): a configured Redis does not answer; unused: no REDIS_URL' }),
     memoryLimit: Type.Boolean({ description: 'RSS at or over MEMORY_LIMIT_MB (unhealthy)' }),
     eventLoopStalled: Type.Boolean({ description: 'unhealthy' }),
     shuttingDown: Type.Boolean({ description: 'unhealthy' })
@@ -49,6 +52,7 @@ const Percent = Type.Number({ minimum: 0, maximum: 100 })
 const windowDescription = 'Counts over the window behind the rates, health checks and alerts (last 5 minutes)'
 
 export const Stats = Type.Object({
+  instanceId: InstanceId,
   uptime: Uptime,
   requests: Type.Object({
     total: Count,

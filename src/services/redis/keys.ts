@@ -1,0 +1,52 @@
+/*
+ * Every Redis key the service uses, in one place. All start with
+ * REDIS_PREFIX (`lc:` by default), so several deployments can share a Redis.
+ * `<id>` is a session id (companion) or code (multiplayer); the braces around
+ * it are a Redis Cluster hash tag, so each session's keys would share a slot.
+ *
+ * | key                                   | type   | holds                                                        | TTL                      |
+ * | ------------------------------------- | ------ | ------------------------------------------------------------ | ------------------------ |
+ * | `companion:{<id>}`                    | hash   | createdAt, lastActivity, messageCount (ms / count), persona (JSON) | SESSION_TTL_MS, renewed on activity |
+ * | `companion:{<id>}:history`            | list   | the kept turns, oldest first, one JSON `{role, text}` each   | same                     |
+ * | `room:{<id>}`                         | hash   | createdAt, lastActivity, messageCount, joins (a counter that orders participants) | same, also renewed while someone is connected |
+ * | `room:{<id>}:history`                 | list   | the last 50 recorded events, oldest first, one JSON `{event, data}` each | same           |
+ * | `room:{<id>}:participants`            | hash   | userId → JSON `[joinOrder, playerName]`                      | same                     |
+ * | `room:{<id>}:presence`                | zset   | userId → ms until which its instance vouches for it          | same                     |
+ * | `room:{<id>}:msg:<clientMsgId>`       | string | the seq a clientMsgId was recorded with (SPEC §3 duplicates) | 10 minutes (at most SESSION_TTL_MS) |
+ * | `fanout`                              | stream | every instance's multiplayer frames, in one order: s (session), q (seq; recorded events only), x (user skipped), f (frame) | none: trimmed to about REDIS_FANOUT_MAXLEN entries |
+ * | `sessions:companion`, `sessions:room` | zset   | session id → ms at which it expires: cheap counts without SCAN | none (emptied by expiry) |
+ * | `rate:<ip>`, `rate:undefinedundefined-<ip>` | string | @fastify/rate-limit counters: general, AI (its child-store naming) | the window |
+ * | `slow:<ip>`                           | string | the slow-down counter                                        | the general window       |
+ *
+ * Sessions' Lua scripts live in ./scripts/, and only they write session keys.
+ */
+
+export type RedisKeys = ReturnType<typeof redisKeys>
+
+export function redisKeys (prefix: string) {
+  const companion = (id: string) => `${prefix}companion:{${id}}`
+  const room = (id: string) => `${prefix}room:{${id}}`
+  return {
+    prefix,
+    companion: (id: string) => {
+      const meta = companion(id)
+      return { meta, history: `${meta}:history` }
+    },
+    room: (id: string) => {
+      const meta = room(id)
+      return {
+        meta,
+        history: `${meta}:history`,
+        participants: `${meta}:participants`,
+        presence: `${meta}:presence`,
+        clientMsgId: (clientMsgId: string) => `${meta}:msg:${clientMsgId}`
+      }
+    },
+    fanOut: `${prefix}fanout`,
+    companionIndex: `${prefix}sessions:companion`,
+    roomIndex: `${prefix}sessions:room`,
+    /** @fastify/rate-limit's `nameSpace`: it appends the client key (and a route part for child limits). */
+    rateLimit: `${prefix}rate:`,
+    slowDown: (client: string) => `${prefix}slow:${client}`
+  }
+}

@@ -1,0 +1,34 @@
+import type { Redis } from 'ioredis'
+
+/*
+ * Lua scripts run atomically in Redis: what must not interleave with another
+ * instance's write (join-unless-full, append-and-trim, TTL renewal of every
+ * key of a session) is one script. ioredis sends each by its SHA (EVALSHA)
+ * and falls back to the source once when Redis does not know it (a restarted
+ * Redis), so scripts cost one round trip and no re-upload.
+ */
+
+export interface LuaScript {
+  /** How many of the arguments are keys (KEYS[1..n]); the rest are ARGV. */
+  keys: number
+  lua: string
+}
+
+export type ScriptArg = string | number
+
+export type ScriptRunner = (keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>
+
+/** Defines `scripts` on `redis` as commands and returns a runner per script. */
+export function defineScripts<T extends Record<string, LuaScript>> (redis: Redis, namespace: string, scripts: T): { [K in keyof T]: ScriptRunner } {
+  const commands = redis as unknown as Record<string, (...args: ScriptArg[]) => Promise<unknown>>
+  const runners = {} as { [K in keyof T]: ScriptRunner }
+  for (const [name, script] of Object.entries(scripts) as Array<[keyof T & string, LuaScript]>) {
+    const command = `${namespace}_${name}`
+    redis.defineCommand(command, { numberOfKeys: script.keys, lua: script.lua })
+    runners[name] = (keys, args) => {
+      if (keys.length !== script.keys) throw new Error(`${command} takes ${script.keys} keys, got ${keys.length}`)
+      return commands[command](...keys, ...args)
+    }
+  }
+  return runners
+}

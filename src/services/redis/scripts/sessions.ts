@@ -1,0 +1,182 @@
+import type { LuaScript } from './index.js'
+
+/*
+ * The session store's writes (key layout: ../keys.ts). Each script is one
+ * atomic step, so instances never see a half-made change: a join counts and
+ * adds in one go, an append trims in the same step, and every write renews
+ * the TTL of every key of its session and its expiry in the index.
+ *
+ * Conventions: write scripts take ARGV[1] = session id, ARGV[2] = now (ms,
+ * the caller's clock, like the memory store's), ARGV[3] = SESSION_TTL_MS.
+ * A script answers `false` (null in JS) for a session that does not exist.
+ * Sessions come back as `{ HGETALL meta, LRANGE history }` (+ `HGETALL
+ * participants` for rooms), decoded by ../../sessions/redis-store.ts.
+ */
+
+const PRELUDE = `
+local function touch (keys, index, id, now, ttl)
+  for _, key in ipairs(keys) do redis.call('PEXPIRE', key, ttl) end
+  redis.call('ZADD', index, now + ttl, id)
+end
+
+local function keepLast (list, count)
+  if count <= 0 then redis.call('DEL', list) else redis.call('LTRIM', list, -count, -1) end
+end
+
+-- Participants whose instance stopped vouching for them (it died) are dropped.
+local function prune (participants, presence, now)
+  local gone = redis.call('ZRANGEBYSCORE', presence, '-inf', now)
+  if #gone > 0 then
+    redis.call('HDEL', participants, unpack(gone))
+    redis.call('ZREMRANGEBYSCORE', presence, '-inf', now)
+  end
+end
+
+local function companion (meta, history)
+  return { redis.call('HGETALL', meta), redis.call('LRANGE', history, 0, -1) }
+end
+
+local function room (meta, history, participants)
+  return { redis.call('HGETALL', meta), redis.call('LRANGE', history, 0, -1), redis.call('HGETALL', participants) }
+end
+`
+
+const script = (keys: number, body: string): LuaScript => ({ keys, lua: PRELUDE + body })
+
+/** KEYS for a room's writes: meta, history, participants, presence, room index. */
+const ROOM_KEYS = 5
+
+export const sessionScripts = {
+  /** KEYS: companion meta, history; room meta, history, participants, presence. ARGV: now. → ['companion' | 'room', session] */
+  get: script(6, `
+if redis.call('EXISTS', KEYS[1]) == 1 then return { 'companion', companion(KEYS[1], KEYS[2]) } end
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+prune(KEYS[5], KEYS[6], ARGV[1])
+return { 'room', room(KEYS[3], KEYS[4], KEYS[5]) }
+`),
+
+  /** KEYS: companion meta, companion index. ARGV: id, now, ttl, persona JSON. */
+  createCompanion: script(2, `
+redis.call('HSET', KEYS[1], 'createdAt', ARGV[2], 'lastActivity', ARGV[2], 'messageCount', 0, 'persona', ARGV[4])
+touch({ KEYS[1] }, KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return 1
+`),
+
+  /** KEYS: companion meta, history, companion index. ARGV: id, now, ttl, keep, turn JSON… → session */
+  appendTurns: script(3, `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local count = #ARGV - 4
+if count > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 5)) end
+keepLast(KEYS[2], tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[1], 'messageCount', count)
+redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
+touch({ KEYS[1], KEYS[2] }, KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return companion(KEYS[1], KEYS[2])
+`),
+
+  /**
+   * Join unless full, creating the room if new. ARGV: id, now, ttl, userId,
+   * playerName, maxParticipants, presence deadline. → ['ok', created 0|1, session] | ['full']
+   */
+  join: script(ROOM_KEYS, `
+local now = tonumber(ARGV[2])
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  created = 1
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+  redis.call('HSET', KEYS[1], 'createdAt', ARGV[2], 'messageCount', 0, 'joins', 0)
+else
+  prune(KEYS[3], KEYS[4], now)
+end
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 0 then
+  -- A refusal writes nothing: it is no activity.
+  if redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[6]) then return { 'full' } end
+  local order = redis.call('HINCRBY', KEYS[1], 'joins', 1)
+  redis.call('HSET', KEYS[3], ARGV[4], cjson.encode({ order, ARGV[5] }))
+end
+redis.call('ZADD', KEYS[4], ARGV[7], ARGV[4])
+redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
+touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, tonumber(ARGV[3]))
+return { 'ok', created, room(KEYS[1], KEYS[2], KEYS[3]) }
+`),
+
+  /** ARGV: id, now, ttl, userId. → session */
+  leave: script(ROOM_KEYS, `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local now = tonumber(ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[4])
+redis.call('ZREM', KEYS[4], ARGV[4])
+prune(KEYS[3], KEYS[4], now)
+redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
+touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, tonumber(ARGV[3]))
+return room(KEYS[1], KEYS[2], KEYS[3])
+`),
+
+  /**
+   * Records a multiplayer event and appends it to the fan-out stream, in one
+   * step (SPEC §3, §9). KEYS: the room's five, its clientMsgId key (any key
+   * of the room when there is no id), the fan-out stream. ARGV: id, now,
+   * ttl, keep, the event's JSON without its last two braces (the script adds
+   * `,"seq":N}}`), clientMsgId ('' for none), how long it is remembered (ms),
+   * deadline (ms, Redis' clock), the user the fan-out skips ('' for none),
+   * stream length. → ['ok', seq] | ['duplicate', seq] | ['late'] | false
+   * (no such room).
+   *
+   * The deadline is checked against Redis' own TIME: a script that runs
+   * after its caller gave up (Redis was frozen, the command had timed out and
+   * the sender was told STORE_UNAVAILABLE) records nothing.
+   */
+  recordEvent: script(ROOM_KEYS + 2, `
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[8]) then return { 'late' } end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[6] ~= '' then
+  local original = redis.call('GET', KEYS[6])
+  if original then return { 'duplicate', tonumber(original) } end
+end
+local now = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+prune(KEYS[3], KEYS[4], now)
+local seq = redis.call('HINCRBY', KEYS[1], 'messageCount', 1)
+local frame = ARGV[5] .. ',"seq":' .. seq .. '}}'
+redis.call('RPUSH', KEYS[2], frame)
+keepLast(KEYS[2], tonumber(ARGV[4]))
+if ARGV[6] ~= '' then redis.call('SET', KEYS[6], seq, 'PX', math.min(tonumber(ARGV[7]), ttl)) end
+redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
+touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, ttl)
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[10], '*', 's', ARGV[1], 'q', seq, 'x', ARGV[9], 'f', frame)
+return { 'ok', seq }
+`),
+
+  /**
+   * An instance vouching for its connected members: their presence and the
+   * room's TTL are renewed, its lastActivity is not (presence is not activity).
+   * ARGV: id, now, ttl, presence deadline, userId… → 1, or 0 when the room is gone.
+   */
+  refresh: script(ROOM_KEYS, `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 5, #ARGV do redis.call('ZADD', KEYS[4], 'XX', ARGV[4], ARGV[i]) end
+touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return 1
+`),
+
+  /** KEYS: companion meta, history, index; room meta, history, participants, presence, index. ARGV: id. → 1 | 0 */
+  delete: script(8, `
+if redis.call('DEL', KEYS[1], KEYS[2]) > 0 then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 1
+end
+if redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7]) > 0 then
+  redis.call('ZREM', KEYS[8], ARGV[1])
+  return 1
+end
+return 0
+`),
+
+  /** KEYS: companion index, room index. ARGV: now. → [companions, rooms]; forgets expired entries on the way. */
+  counts: script(2, `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+return { redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]) }
+`)
+} satisfies Record<string, LuaScript>
