@@ -6,7 +6,7 @@ import { createChatHub, type ChatHub, type ChatHubOptions, type Member } from '.
 import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
 import type { ChatTurn, Participant, Persona, RecordOptions, RecordResult, SessionEvent, SessionStore } from '../src/services/sessions/store.js'
 import { createWsGateway } from '../src/services/chat/gateway.js'
-import { localFanOut, type DeliverLocal } from '../src/services/chat/fan-out.js'
+import { localFanOut, type DeliverLocal, type LocalHub } from '../src/services/chat/fan-out.js'
 import { TestClient } from './ws-client.js'
 
 /* The hub and the gateway as plain services, without Fastify. */
@@ -57,7 +57,7 @@ t.test('two hubs sharing a store and a publish bus behave as one (the shape of a
   const options = {
     store,
     maxParticipants: 10,
-    fanOut: () => localFanOut(store)(everyHub),
+    fanOut: (hub: LocalHub) => localFanOut(store)({ ...hub, deliverLocal: everyHub }),
     now: () => Date.UTC(2025, 1, 14, 20, 0, 0),
     newId: () => `msg-${++ids}`
   }

@@ -10,8 +10,19 @@ import type { RecordOptions, RecordResult, SessionEvent, SessionStore } from '..
  *   to a Redis stream that every instance reads, in one order for all.
  */
 
-/** Delivers a serialised frame to this instance's members of a session, except one. */
-export type DeliverLocal = (sessionId: string, frame: string, exceptUserId?: string) => void
+/**
+ * Delivers a serialised frame to this instance's members of a session,
+ * except one. `seq` (recorded events): a seq already delivered here is
+ * dropped, so a replay may overlap what was delivered.
+ */
+export type DeliverLocal = (sessionId: string, frame: string, exceptUserId?: string, seq?: number) => void
+
+/** What a fan-out sees of its hub (a socket.io adapter sees its namespace's rooms). */
+export interface LocalHub {
+  deliverLocal: DeliverLocal
+  /** The sessions with members on this instance. */
+  sessionIds: () => IterableIterator<string>
+}
 
 export interface FanOut {
   /**
@@ -27,16 +38,16 @@ export interface FanOut {
   close: () => Promise<void>
 }
 
-/** Builds the fan-out of one hub, given that hub's `deliverLocal`. */
-export type FanOutFactory = (deliverLocal: DeliverLocal) => FanOut
+/** Builds the fan-out of one hub. */
+export type FanOutFactory = (hub: LocalHub) => FanOut
 
 /** One instance: every member is local. */
 export function localFanOut (store: SessionStore): FanOutFactory {
-  return (deliverLocal) => ({
+  return ({ deliverLocal }) => ({
     async record (sessionId, event, options) {
       const result = await store.recordEvent(sessionId, event, options)
       // Serialised once for every recipient.
-      if (result?.duplicate === false) deliverLocal(sessionId, JSON.stringify(result.event), options.exceptUserId)
+      if (result?.duplicate === false) deliverLocal(sessionId, JSON.stringify(result.event), options.exceptUserId, result.seq)
       return result
     },
     publish: deliverLocal,

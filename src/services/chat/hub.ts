@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Errors } from '../../errors.js'
 import type { ServerEvents } from '../../schemas/ws.js'
-import type { MultiplayerSession, SessionEvent, SessionStore } from '../sessions/store.js'
+import type { JoinResult, MultiplayerSession, SessionEvent, SessionStore } from '../sessions/store.js'
 import { localFanOut, type FanOutFactory } from './fan-out.js'
 import { encode } from './protocol.js'
 
@@ -15,6 +15,16 @@ import { encode } from './protocol.js'
  * `deliverLocal`; across instances a Redis stream that every instance reads
  * and hands to its own `deliverLocal`. Nothing else here changes.
  */
+
+/** A session's members on this instance. */
+interface LocalSession {
+  readonly members: Set<Member>
+  /** The last seq delivered here: frames at or below it are not delivered again. */
+  lastSeq: number
+}
+
+/** A frame held for a member whose join is under way. */
+interface Held { seq: number | undefined, bytes: Buffer }
 
 /** A connected client, as the hub sees it (the WebSocket stays outside). */
 export interface Member {
@@ -62,18 +72,51 @@ export interface ChatHubOptions {
 export function createChatHub ({
   store, maxParticipants, historySize = 50, maxSessionsPerMember = 10, fanOut: makeFanOut = localFanOut(store), now = Date.now, newId = randomUUID
 }: ChatHubOptions) {
-  const local = new Map<string, Set<Member>>()
+  /** This instance's members of each session, and the last seq delivered to them. */
+  const local = new Map<string, LocalSession>()
+  /**
+   * Members whose join is waiting for the store. Across instances, frames of
+   * the session may reach this instance before the join's answer does (or
+   * after, though already in the history it returns): they are held here and
+   * sorted out by seq once the join is answered (see `admit`). Usually empty.
+   */
+  const joining = new Map<string, Map<Member, Held[]>>()
 
-  function deliverLocal (sessionId: string, frame: string, exceptUserId?: string): void {
-    const members = local.get(sessionId)
-    if (members === undefined) return
+  /** The end of every fan-out; `seq` for recorded events, which are delivered once each, in order. */
+  function deliverLocal (sessionId: string, frame: string, exceptUserId?: string, seq?: number): void {
+    const session = local.get(sessionId)
+    const waiting = joining.size === 0 ? undefined : joining.get(sessionId)
+    if (session === undefined && waiting === undefined) return
+    if (seq !== undefined && session !== undefined) {
+      // Already delivered: a replay from history overlapping the stream.
+      if (seq <= session.lastSeq) return
+      session.lastSeq = seq
+    }
     const bytes = Buffer.from(frame)
-    for (const member of members) {
-      if (member.userId !== exceptUserId) member.deliver(bytes)
+    if (session !== undefined) {
+      for (const member of session.members) {
+        if (member.userId !== exceptUserId) member.deliver(bytes)
+      }
+    }
+    if (waiting !== undefined) {
+      for (const [member, held] of waiting) {
+        if (member.userId !== exceptUserId) held.push({ seq, bytes })
+      }
     }
   }
 
-  const fanOut = makeFanOut(deliverLocal)
+  const fanOut = makeFanOut({ deliverLocal, sessionIds: () => local.keys() })
+
+  /** Makes a joined member local: it gets what was held for it that its history (up to `joinedAt`) did not have. */
+  function admit (member: Member, sessionId: string, joinedAt: number, held: readonly Held[]): void {
+    let session = local.get(sessionId)
+    if (session === undefined) local.set(sessionId, session = { members: new Set(), lastSeq: joinedAt })
+    session.members.add(member)
+    for (const { seq, bytes } of held) {
+      if (seq === undefined || seq > joinedAt) member.deliver(bytes)
+      if (seq !== undefined && seq > session.lastSeq) session.lastSeq = seq
+    }
+  }
 
   function nameIn (member: Member, sessionId: string): string {
     const playerName = member.joined?.get(sessionId)
@@ -83,9 +126,23 @@ export function createChatHub ({
 
   function removeLocal (member: Member, sessionId: string): void {
     member.joined?.delete(sessionId)
-    const members = local.get(sessionId)
-    members?.delete(member)
-    if (members?.size === 0) local.delete(sessionId)
+    const session = local.get(sessionId)
+    session?.members.delete(member)
+    if (session?.members.size === 0) local.delete(sessionId)
+  }
+
+  async function joinStore (member: Member, sessionId: string, playerName: string, isNew: boolean): Promise<{ result: JoinResult, held: Held[] }> {
+    if (!isNew) return { result: await store.join(sessionId, { userId: member.userId, playerName }, maxParticipants), held: [] }
+    let waiting = joining.get(sessionId)
+    if (waiting === undefined) joining.set(sessionId, waiting = new Map())
+    const held: Held[] = []
+    waiting.set(member, held)
+    try {
+      return { result: await store.join(sessionId, { userId: member.userId, playerName }, maxParticipants), held }
+    } finally {
+      waiting.delete(member)
+      if (waiting.size === 0) joining.delete(sessionId)
+    }
   }
 
   /** Records a message (or finds its earlier copy by clientMsgId) and fans it out; returns its seq. */
@@ -120,16 +177,14 @@ export function createChatHub ({
       const already = joined.get(sessionId)
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
-      const result = await store.join(sessionId, { userId: member.userId, playerName: name }, maxParticipants)
+      const { result, held } = await joinStore(member, sessionId, name, already === undefined)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
-      if (already === undefined) {
-        joined.set(sessionId, name)
-        let members = local.get(sessionId)
-        if (members === undefined) local.set(sessionId, members = new Set())
-        members.add(member)
-      }
       const history = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
       member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants: result.session.participants, ...history })))
+      if (already === undefined) {
+        joined.set(sessionId, name)
+        admit(member, sessionId, result.session.messageCount, held)
+      }
       if (already === undefined) await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
     },
 
