@@ -33,6 +33,13 @@ export interface FanOut {
    * when it cannot be recorded.
    */
   record: (sessionId: string, event: SessionEvent, options: RecordOptions) => Promise<RecordResult | undefined>
+  /**
+   * Resolves once this instance receives every frame fanned out from now on
+   * (a reader has found its start); a join waits for it, so nothing sent
+   * right after the join can be missed. Rejects (STORE_UNAVAILABLE) when it
+   * cannot be reached soon.
+   */
+  ready: () => Promise<void>
   /** Delivers a frame that is not recorded (presence) to the session's members on every instance. */
   publish: (sessionId: string, frame: string, exceptUserId?: string) => void | Promise<void>
   close: () => Promise<void>
@@ -51,6 +58,7 @@ export function localFanOut (store: SessionStore): FanOutFactory {
       return result
     },
     publish: deliverLocal,
+    ready: async () => {},
     async close () {}
   })
 }

@@ -122,7 +122,11 @@ export function createWsGateway (options: WsGatewayOptions) {
 
   function leaveAll (connection: Connection): void {
     // After the frames already queued, so a join in flight is undone too.
-    connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => report(connection, error))
+    // A store that cannot hear the goodbye (STORE_UNAVAILABLE) is expected, not ours to report:
+    // presence lapses by itself (SPEC §9).
+    connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => {
+      if (!isPublicError(error as { code?: unknown })) report(connection, error)
+    })
   }
 
   function onMessage (this: WebSocket, raw: RawData, isBinary: boolean): void {

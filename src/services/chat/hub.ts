@@ -177,6 +177,7 @@ export function createChatHub ({
       const already = joined.get(sessionId)
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
+      if (already === undefined) await fanOut.ready()
       const { result, held } = await joinStore(member, sessionId, name, already === undefined)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
       const history = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
