@@ -25,6 +25,22 @@ async function instances (t: Test, redis: RedisServer, count: number) {
   return urls
 }
 
+/** One member per URL joins `sessionId`, in order; each has read the others' user-joined. */
+async function members (t: Test, sessionId: string, urls: string[]) {
+  const clients: TestClient[] = []
+  for (const [i, url] of urls.entries()) {
+    const client = await TestClient.connect(t, url)
+    await client.join(sessionId, `P${i}`, WAIT_MS)
+    clients.push(client)
+  }
+  for (const [i, client] of clients.entries()) {
+    const later = clients.length - 1 - i
+    await until(() => client.pending >= later, WAIT_MS, 'the others\' user-joined')
+    await client.take(later)
+  }
+  return clients
+}
+
 /** Every frame a client receives, kept (the test reads them when it is done). */
 function record (client: TestClient): Envelope[] {
   const all: Envelope[] = []
@@ -36,16 +52,7 @@ const chats = (frames: Envelope[]) => frames.filter((frame) => frame.event === '
 
 t.test('two instances, 2×100 interleaved messages: complete, in one order everywhere, consecutive seqs', async (t) => {
   const redis = await startRedis(t)
-  const [a, b, c] = await instances(t, redis, 3)
-  const onA = await TestClient.connect(t, a)
-  const onB = await TestClient.connect(t, b)
-  const onC = await TestClient.connect(t, c)
-  await onA.join('across', 'Sam', WAIT_MS)
-  await onB.join('across', 'Alex', WAIT_MS)
-  await onC.join('across', 'Kim', WAIT_MS)
-  await until(() => onA.pending === 2 && onB.pending === 1, 5000, 'the others\' user-joined')
-  await onA.take(2)
-  await onB.take(1)
+  const [onA, onB, onC] = await members(t, 'across', await instances(t, redis, 3))
   const seen = [record(onA), record(onB), record(onC)]
 
   for (let i = 0; i < 100; i++) {
@@ -150,13 +157,7 @@ async function checkDelivery (t: Test, stream: ReturnType<typeof steadyStream>, 
 
 async function steadySetup (t: Test, redis: RedisServer) {
   const [a, b] = await instances(t, redis, 2)
-  const sender = await TestClient.connect(t, a)
-  const nearby = await TestClient.connect(t, a)
-  const far = await TestClient.connect(t, b)
-  await sender.join('steady', 'Sam', WAIT_MS)
-  await nearby.join('steady', 'Near', WAIT_MS)
-  await far.join('steady', 'Far', WAIT_MS)
-  await until(() => sender.pending === 2, 5000, 'user-joined')
+  const [sender, nearby, far] = await members(t, 'steady', [a, a, b])
   return { sender, receivers: [record(nearby), record(far)] }
 }
 
