@@ -63,7 +63,11 @@ export function createWsGateway (options: WsGatewayOptions) {
   const counts = createConnectionCounts({ max: options.maxConnections, maxPerAddress: options.maxConnectionsPerAddress })
   const rate = createMessageRate({ rate: options.messageRate, windowMs: options.messageWindowMs, now })
   const connections = new Set<Connection>()
+  /** Goodbyes still on their way to the store; `close` waits for them, so they never outlive it. */
+  const leaving = new Set<Promise<void>>()
   let closing = false
+  /** Set by `close` while it waits for the last connection to finish closing. */
+  let allClosed: (() => void) | undefined
 
   /** Each resolves once the frame's effect is done, with the seq of what it recorded, if anything. */
   const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<number | void> } = {
@@ -124,9 +128,11 @@ export function createWsGateway (options: WsGatewayOptions) {
     // After the frames already queued, so a join in flight is undone too.
     // A store that cannot hear the goodbye (STORE_UNAVAILABLE) is expected, not ours to report:
     // presence lapses by itself (SPEC §9).
-    connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => {
+    const left = connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => {
       if (!isPublicError(error as { code?: unknown })) report(connection, error)
     })
+    leaving.add(left)
+    left.then(() => leaving.delete(left)).catch(() => undefined)
   }
 
   function onMessage (this: WebSocket, raw: RawData, isBinary: boolean): void {
@@ -154,6 +160,14 @@ export function createWsGateway (options: WsGatewayOptions) {
     counts.remove(connection.ip)
     onClose?.()
     leaveAll(connection)
+    if (connections.size === 0) allClosed?.()
+  }
+
+  /** Closes every connection with 1001 and refuses new ones (SPEC §10). */
+  function closeAll (): void {
+    closing = true
+    clearInterval(heartbeat)
+    for (const { socket } of connections) socket.close(CLOSE_GOING_AWAY, 'server shutting down')
   }
 
   // One timer for every connection: a peer that did not answer the previous
@@ -197,15 +211,17 @@ export function createWsGateway (options: WsGatewayOptions) {
       connection.deliver(Buffer.from(encode('connected', { userId: connection.userId })))
     },
 
-    /** Closes every connection with 1001 and refuses new ones (SPEC §10). */
-    closeAll (): void {
-      closing = true
-      clearInterval(heartbeat)
-      for (const { socket } of connections) socket.close(CLOSE_GOING_AWAY, 'server shutting down')
-    },
+    closeAll,
 
-    close (): void {
-      clearInterval(heartbeat)
+    /**
+     * Closes every connection (if `closeAll` has not), waits for the close
+     * handshakes (ws cuts a silent peer after its closeTimeout), then for
+     * their goodbyes to reach the store, so none outlives the store or the logs.
+     */
+    async close (): Promise<void> {
+      if (!closing) closeAll()
+      if (connections.size > 0) await new Promise<void>((resolve) => { allClosed = resolve })
+      await Promise.all(leaving)
     }
   }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import { Errors } from '../../errors.js'
-import { COMMAND_TIMEOUT_MS } from '../redis/connection.js'
+import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
 import type { SessionStore } from '../sessions/store.js'
 import type { FanOutFactory, LocalHub } from './fan-out.js'
 

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis'
+import { COMMAND_TIMEOUT_MS } from './timing.js'
 
 /*
  * Every Redis connection of the service (SPEC §9), made here with one set of
@@ -14,13 +15,15 @@ import { Redis, type RedisOptions } from 'ioredis'
  * @see https://github.com/redis/ioredis#connect-to-redis
  */
 
-export const COMMAND_TIMEOUT_MS = 1000
+export { COMMAND_TIMEOUT_MS }
 /** A TCP connect (or TLS handshake) that takes longer is abandoned and retried. */
 const CONNECT_TIMEOUT_MS = 2000
+/** A connection we cut is destroyed this soon if Redis does not close its end (a frozen one never does). */
+const DISCONNECT_TIMEOUT_MS = 100
 const FIRST_RECONNECT_DELAY_MS = 100
 export const MAX_RECONNECT_DELAY_MS = 5000
-/** How often the command connection is pinged: readiness notices a frozen Redis within this plus COMMAND_TIMEOUT_MS. */
-const HEALTH_INTERVAL_MS = 500
+/** How often Redis is pinged: readiness notices a frozen Redis within this plus COMMAND_TIMEOUT_MS. */
+const HEALTH_INTERVAL_MS = 250
 
 /**
  * The wait before reconnect attempt `attempt` (1, 2, …): doubling from 100 ms,
@@ -36,8 +39,13 @@ export function connectionOptions (name: string, overrides: RedisOptions = {}): 
   return {
     connectionName: name,
     enableOfflineQueue: false,
+    // A command in flight when the connection drops fails at once, and is
+    // never sent again after the reconnect: the caller was already told it failed.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
     commandTimeout: COMMAND_TIMEOUT_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     retryStrategy: (attempt) => reconnectDelay(attempt),
     ...overrides
   }
@@ -110,6 +118,9 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
   }
 
   const client = connect('commands')
+  // The health check has a connection of its own: a PING queued behind a
+  // burst of big replies on the command connection would look like an outage.
+  const probe = connect('health')
   // A closed socket is down at once; being up again is confirmed by a PING.
   client.on('close', () => setState('down', lastError || 'connection closed'))
 
@@ -118,10 +129,12 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
     if (checking || closed) return
     checking = true
     try {
-      if (client.status !== 'ready') return setState('down', lastError || client.status)
-      await client.ping()
+      const notReady = [client, probe].find((connection) => connection.status !== 'ready')
+      if (notReady !== undefined) return setState('down', lastError || notReady.status)
+      await probe.ping()
       setState('ok')
     } catch (error) {
+      // The PING was sent and not answered in time: Redis is frozen.
       setState('down', errorText(error))
       // A frozen Redis keeps the socket open: commands written to it would
       // each wait for their timeout. Cutting it makes them fail at once and
@@ -131,7 +144,7 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
       checking = false
     }
   }
-  client.on('ready', () => { check().catch(() => undefined) })
+  for (const connection of [client, probe]) connection.on('ready', () => { check().catch(() => undefined) })
   const timer = setInterval(() => { check().catch(() => undefined) }, healthIntervalMs).unref()
 
   return {

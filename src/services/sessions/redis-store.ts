@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { Errors } from '../../errors.js'
-import { COMMAND_TIMEOUT_MS } from '../redis/connection.js'
+import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
 import type { RedisKeys } from '../redis/keys.js'
 import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
