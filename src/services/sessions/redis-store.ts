@@ -3,8 +3,12 @@ import { Errors } from '../../errors.js'
 import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
 import type { RedisKeys } from '../redis/keys.js'
 import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
+import { companionScripts } from '../redis/scripts/companion.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
-import { CLIENT_MSG_ID_TTL_MS, newSessionId, type ChatTurn, type CompanionSession, type MultiplayerSession, type Participant, type SessionEvent, type SessionStore } from './store.js'
+import {
+  CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant,
+  type RequestRecord, type SessionEvent, type SessionStore, type StoredTurn
+} from './store.js'
 
 /*
  * The shared session store (REDIS_URL, SPEC §9): every instance reads and
@@ -60,7 +64,7 @@ function base (id: string, meta: Record<string, string>) {
 
 function toCompanion (id: string, [meta, history]: CompanionReply): CompanionSession {
   const values = fields(meta)
-  return { kind: 'companion', ...base(id, values), persona: JSON.parse(values.persona), history: history.map((turn) => JSON.parse(turn) as ChatTurn) }
+  return { kind: 'companion', ...base(id, values), persona: JSON.parse(values.persona), history: history.map((turn) => JSON.parse(turn) as StoredTurn) }
 }
 
 function toRoom (id: string, [meta, history, participants]: RoomReply): MultiplayerSession {
@@ -92,6 +96,7 @@ export function createRedisSessionStore ({
   recordDeadlineMs = COMMAND_TIMEOUT_MS / 2, now = Date.now
 }: RedisStoreOptions): RedisSessionStore {
   const scripts = defineScripts(redis, 'sessions', sessionScripts)
+  const companionOnly = defineScripts(redis, 'companion', companionScripts)
 
   /** Redis' clock minus ours (ms), measured on every connect: recording deadlines are given in Redis' time. */
   let clockOffset = 0
@@ -166,6 +171,32 @@ export function createRedisSessionStore ({
     async appendTurns (id, turns, keep) {
       const reply = await guarded(scripts.appendTurns(companionKeys(id), writeArgs(id, keep, ...turns.map((turn) => JSON.stringify(turn)))))
       return reply === null ? undefined : toCompanion(id, reply as CompanionReply)
+    },
+
+    async reviseReply (id, { role, text, timestamp }, keep) {
+      const reply = JSON.stringify({ role, text, timestamp })
+      const session = await guarded(companionOnly.reviseReply(companionKeys(id), writeArgs(id, keep, reply, MAX_ALTERNATIVES)))
+      return session === null ? undefined : toCompanion(id, session as CompanionReply)
+    },
+
+    async lockReply (id, token, ttlMs) {
+      return await guarded(redis.set(keys.companion(id).replying, token, 'PX', ttlMs, 'NX')) === 'OK'
+    },
+
+    async unlockReply (id, token) {
+      await guarded(companionOnly.unlockReply([keys.companion(id).replying], [token]))
+    },
+
+    async beginRequest (key, fingerprint, ttlMs) {
+      const running: RequestRecord = { state: 'running', fingerprint }
+      const reply = await guarded(companionOnly.beginRequest([keys.request(key)], [fingerprint, ttlMs, JSON.stringify(running)])) as
+        ['claimed' | 'found', string]
+      if (reply[0] === 'found') return { claimed: false, record: JSON.parse(reply[1]) as RequestRecord }
+      return reply[1] === '' ? { claimed: true } : { claimed: true, retrying: JSON.parse(reply[1]) as FailedRequest }
+    },
+
+    async endRequest (key, record, ttlMs) {
+      await guarded(redis.set(keys.request(key), JSON.stringify(record), 'PX', ttlMs))
     },
 
     async join (id, participant, maxParticipants) {
