@@ -68,6 +68,6 @@ t.test('WebSocket: every text field refuses a lone surrogate with an error namin
   t.equal(b.pending, 0, 'nothing was delivered')
 
   a.send('chat message', { sessionId: 'room', text: 'love \ud83d\udc9e' }, 'ok')
-  t.same(await a.next(), { event: 'ack', data: { id: 'ok' } })
+  t.same(await a.next(), { event: 'ack', data: { id: 'ok', seq: 1 } })
   t.equal((await b.next()).data.text, 'love 💞', 'a surrogate pair is delivered')
 })

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../src/config.js'
 import { createMemorySessionStore, type MemoryStoreOptions } from '../src/services/sessions/memory-store.js'
-import type { SessionEvent } from '../src/services/sessions/store.js'
+import type { MultiplayerSession, SessionEvent } from '../src/services/sessions/store.js'
 import { buildAppWithLog } from './helper.js'
 
 /*
@@ -52,12 +52,12 @@ t.test('the estimate: text as UTF-16 plus a fixed allowance per session and per 
   const room = 512 + 128 + (128 + 4 + 6)
   t.equal(store.bytes, COMPANION_BYTES + 134 + room, '512 per session + its code, 128 per participant plus its names')
   const before = store.bytes
-  for (let i = 0; i < 50; i++) await store.appendEvent(code, chatMessage(code, 'x'.repeat(2000)), 50)
+  for (let i = 0; i < 50; i++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 })
   // 128 + 2 × (64 code + 36 id + 2000 text + 36 sender + 50 name + 24 timestamp) per message.
   const perMessage = 128 + 2 * 2210
   t.equal(perMessage, 4548)
   t.equal(store.bytes - before, 50 * perMessage)
-  for (let i = 0; i < 10; i++) await store.appendEvent(code, chatMessage(code, 'x'.repeat(2000)), 50)
+  for (let i = 0; i < 10; i++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 })
   t.equal(store.bytes - before, 50 * perMessage, 'a full session stays the same size as messages come and go')
   t.equal(room + 50 * perMessage, 228_178, 'a full multiplayer session with one participant: about 223 KiB')
   await store.leave(code, 'u1')
@@ -95,7 +95,7 @@ t.test('activity moves a session to the most recently active end; reads do not',
   clock.now = 10
   t.equal((await store.appendTurns(a.id, [{ role: 'user', text: 'hi', timestamp: 0 }], 0))?.lastActivity, 10, 'a kept no turn but was active')
   t.ok(await store.get(b.id), 'reading b is not activity')
-  await store.appendEvent('r', chatMessage('r', 'hello'), 50)
+  await store.recordEvent('r', chatMessage('r', 'hello'), { keep: 50 })
   t.equal(store.bytes, 3 * COMPANION_BYTES + ROOM + MESSAGE, 'at the budget, not over it')
   const d = await store.createCompanion(persona)
   t.same(await ids(store, [a.id, b.id, 'r', c.id, d.id]), [true, false, true, true, true], 'b, not a')
@@ -112,7 +112,7 @@ t.test('a multiplayer session with someone connected is never evicted; other wri
   await store.join('live', sam, 10)
   const old = await store.createCompanion(persona)
   const next = await store.createCompanion(persona)
-  for (let i = 0; i < 2; i++) await store.appendEvent('live', chatMessage('live', 'x'.repeat(50)), 50)
+  for (let i = 0; i < 2; i++) await store.recordEvent('live', chatMessage('live', 'x'.repeat(50)), { keep: 50 })
   t.same(await ids(store, ['live', old.id, next.id]), [true, false, false], 'the companions went, the live session stayed')
   t.ok(store.bytes <= 2048)
   const joined = await store.join('live', { userId: 'u2', playerName: 'Alex' }, 10)
@@ -146,18 +146,18 @@ t.test('once pinned sessions nearly fill the budget, no session gains its first 
   t.same(await store.join('live', sam, 10), { ok: true, session: await store.get('live'), created: true })
   t.equal(store.pinnedBytes, LIVE)
 
-  await store.appendEvent('live', chatMessage('live', 'x'.repeat(1000)), 50)
+  await store.recordEvent('live', chatMessage('live', 'x'.repeat(1000)), { keep: 50 })
   t.equal(store.pinnedBytes, LIVE + MESSAGE)
   t.equal(store.bytes, LIVE + MESSAGE + COMPANION_BYTES + EMPTY_ROOM, 'pinned under 75 % of the budget: the total is kept within it')
   t.ok(store.bytes <= 8 * COMPANION_BYTES)
   t.same(await ids(store, [c1.id, c2.id, 'empty']), [false, true, true], 'by evicting the oldest')
   clock.now = 10
-  await t.rejects(store.appendEvent('live', chatMessage('live', 'x'.repeat(1000)), 50),
+  await t.rejects(store.recordEvent('live', chatMessage('live', 'x'.repeat(1000)), { keep: 50 }),
     { code: 'SESSION_FULL', message: 'The server is at capacity: this message cannot be stored right now' },
     'a message that would take pinned sessions past the budget is refused')
   t.equal(store.pinnedBytes, LIVE + MESSAGE, 'and nothing of it stored')
   t.equal((await store.get('live'))?.history.length, 1)
-  await store.appendEvent('live', chatMessage('live', 'x'.repeat(400)), 50)
+  await store.recordEvent('live', chatMessage('live', 'x'.repeat(400)), { keep: 50 })
   t.equal(store.pinnedBytes, LIVE + MESSAGE + SHORT)
   t.ok(store.pinnedBytes > 0.75 * 8 * COMPANION_BYTES, 'pinned hold over 75 % of the budget')
   t.same(await ids(store, [c2.id, 'empty']), [true, true], 'idle sessions within the reserve are not evicted for them')
@@ -214,7 +214,7 @@ t.test('every write counts: sessions people are in never grow past the budget, w
   for (let room = 0; room < 5; room++) await store.join(`room-${room}`, { userId: `u${room}`, playerName: 'P' }, 10)
   for (let i = 0; i < 250; i++) {
     const code = `room-${i % 5}`
-    await store.appendEvent(code, chatMessage(code, 'x'.repeat(2000)), 50).catch((error: Error & { code: string }) => refused.push(error.code))
+    await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 }).catch((error: Error & { code: string }) => refused.push(error.code))
     t.ok(store.pinnedBytes <= maxBytes, `write ${i}: ${store.pinnedBytes} bytes`)
   }
   t.ok(refused.length > 200, `${refused.length} refused`)
@@ -226,7 +226,7 @@ t.test('one owner\'s sessions hold at most its share: its own oldest make way, o
   const { store, evictions } = setup(t, { maxBytes: 100 * COMPANION_BYTES, maxBytesPerOwner: 10 * COMPANION_BYTES })
   const victim = await store.createCompanion(persona, 'victim')
   await store.join('victim-room', sam, 10, 'victim')
-  await store.appendEvent('victim-room', chatMessage('victim-room', 'hello'), 50)
+  await store.recordEvent('victim-room', chatMessage('victim-room', 'hello'), { keep: 50 })
   await store.leave('victim-room', 'u1')
   const attacker: string[] = []
   for (let i = 0; i < 500; i++) attacker.push((await store.createCompanion(persona, 'attacker')).id)
@@ -274,7 +274,7 @@ t.test('the total returns to 0 when everything is deleted, expired or swept', as
   await store.join('r1', { userId: 'u2', playerName: 'Alex' }, 10)
   await store.join('r1', sam, 10)
   t.same(await store.join('r1', { userId: 'u3', playerName: 'Kim' }, 2), { ok: false, reason: 'full' })
-  for (let i = 0; i < 5; i++) await store.appendEvent('r1', chatMessage('r1', `message ${i}`), 3)
+  for (let i = 0; i < 5; i++) await store.recordEvent('r1', chatMessage('r1', `message ${i}`), { keep: 3 })
   await store.join('r2', sam, 10)
   t.ok(store.bytes > 0)
 
@@ -307,7 +307,7 @@ t.test('10,000 sessions under a small budget keep the total within it', async (t
     if (i % 10 === 0) {
       const code = `room-${i}`
       await store.join(code, sam, 10)
-      for (let m = 0; m < 5; m++) await store.appendEvent(code, chatMessage(code, 'x'.repeat(500)), 50)
+      for (let m = 0; m < 5; m++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(500)), { keep: 50 })
       await store.leave(code, 'u1')
     } else {
       const session = await store.createCompanion(persona)
@@ -386,4 +386,31 @@ t.test('through the app: SESSION_MEMORY_MB=1 evicts the oldest companion session
   t.equal(warnings.length, 1, 'once, not per evicted session')
   t.match(warnings[0], { sessionMemoryMB: 1, evicted: 1 })
   t.notMatch(JSON.stringify(stdout()), 'pppp', 'no persona text in the log')
+})
+t.test('recordEvent: consecutive seqs; a clientMsgId is remembered 10 minutes, counted in the budget, then forgotten', async (t) => {
+  const { store, clock } = setup(t, { ttlMs: 3_600_000 })
+  await store.join('room', sam, 10)
+  const empty = store.bytes
+  const first = await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' })
+  t.match(first, { duplicate: false, seq: 1, event: { event: 'chat message', data: { text: 'hi', seq: 1 } } })
+  const message = first?.duplicate === false ? first.event : chatMessage('room', '')
+  // 128 + 2 × (4 code + 36 id + 2 text + 36 sender + 50 name + 24 timestamp), plus 128 + 2 × 3 for the id.
+  t.equal(store.bytes - empty, 128 + 2 * 152 + 128 + 6)
+
+  clock.now = 10 * 60_000 - 1
+  t.same(await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' }), { duplicate: true, seq: 1 })
+  t.match(await store.recordEvent('room', chatMessage('room', 'other'), { keep: 50, clientMsgId: 'def' }), { duplicate: false, seq: 2 })
+  t.match(await store.recordEvent('room', chatMessage('room', 'no id'), { keep: 50 }), { duplicate: false, seq: 3 })
+  const { history } = await store.get('room') as MultiplayerSession
+  t.same(history.map((event) => event.data.seq), [1, 2, 3])
+  t.same(history[0], message, 'kept as delivered')
+
+  clock.now = 10 * 60_000
+  t.match(await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' }), { duplicate: false, seq: 4 },
+    'after 10 minutes the same id is a new message')
+  t.equal(await store.recordEvent('gone', chatMessage('gone', 'hi'), { keep: 50 }), undefined)
+  await store.leave('room', 'u1')
+  clock.now = 3 * 3_600_000
+  store.sweep()
+  t.equal(store.bytes, 0, 'remembered ids leave with their session')
 })

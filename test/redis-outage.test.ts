@@ -166,7 +166,7 @@ t.test('the participants of a killed instance are dropped within REDIS_PRESENCE_
   const { instanceId } = (await call(await graceful.url, '/health')).body
   const connectionsOf = async (id: string) => (await redis.command('CLIENT', 'LIST')).split('\n')
     .map((line) => /name=(\S*)/.exec(line)?.[1]).filter((name) => name?.startsWith(`lovers-code:${id}:`)).sort()
-  t.same(await connectionsOf(instanceId), [`lovers-code:${instanceId}:commands`, `lovers-code:${instanceId}:health`], 'named connections')
+  t.same(await connectionsOf(instanceId), [`lovers-code:${instanceId}:commands`, `lovers-code:${instanceId}:fanout`, `lovers-code:${instanceId}:health`], 'named connections: commands, the blocking fan-out reader, the health probe')
 
   graceful.child.kill('SIGTERM')
   t.equal(await graceful.exited, 0)

@@ -23,7 +23,7 @@ async function victimSessions (t: Test, url: string) {
   const victim = await TestClient.connect(t, url)
   await victim.join('victim-room', 'Vic')
   victim.send('chat message', { sessionId: 'victim-room', text: 'remember this' }, 'm')
-  t.same(await victim.next(), { event: 'ack', data: { id: 'm' } })
+  t.same(await victim.next(), { event: 'ack', data: { id: 'm', seq: 1 } })
   victim.ws.close()
   await victim.closed
   return sessionId

@@ -51,7 +51,7 @@ t.test('GET a multiplayer session: participants by name, never message text', as
   const app = await buildTestApp(t, limits)
   await app.sessions.join('room_1', { userId: 'u1', playerName: 'Sam' }, 10)
   await app.sessions.join('room_1', { userId: 'u2', playerName: 'Alex' }, 10)
-  await app.sessions.appendEvent('room_1', { event: 'chat message', data: { sessionId: 'room_1', text: 'a private thought' } }, 50)
+  await app.sessions.recordEvent('room_1', { event: 'chat message', data: { sessionId: 'room_1', text: 'a private thought' } }, { keep: 50 })
   const response = await app.inject('/api/sessions/room_1')
   t.equal(response.statusCode, 200)
   t.same(Object.keys(response.json()).sort(),

@@ -66,9 +66,9 @@ export class TestClient {
   }
 
   /** The next `count` envelopes. */
-  async take (count: number): Promise<Envelope[]> {
+  async take (count: number, timeoutMs?: number): Promise<Envelope[]> {
     const envelopes: Envelope[] = []
-    for (let i = 0; i < count; i++) envelopes.push(await this.next())
+    for (let i = 0; i < count; i++) envelopes.push(await this.next(timeoutMs))
     return envelopes
   }
 
@@ -76,9 +76,9 @@ export class TestClient {
   get pending (): number { return this.received.length }
 
   /** Joins a session and reads `session-joined` and its own `user-joined`; returns `session-joined`'s data. */
-  async join (sessionId: string, playerName?: string): Promise<any> {
+  async join (sessionId: string, playerName?: string, timeoutMs?: number): Promise<any> {
     this.send('join-session', playerName === undefined ? { sessionId } : { sessionId, playerName })
-    const [joined, announced] = await this.take(2)
+    const [joined, announced] = await this.take(2, timeoutMs)
     if (joined.event !== 'session-joined' || announced.event !== 'user-joined') {
       throw new Error(`join failed: ${JSON.stringify([joined, announced])}`)
     }

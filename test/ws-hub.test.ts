@@ -4,8 +4,9 @@ import { WebSocketServer } from 'ws'
 import { Errors } from '../src/errors.js'
 import { createChatHub, type ChatHub, type ChatHubOptions, type Member } from '../src/services/chat/hub.js'
 import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
-import type { MultiplayerSession, Participant, Persona, RequestRecord, SessionStore, StoredTurn } from '../src/services/sessions/store.js'
+import type { Participant, Persona, RecordOptions, RecordResult, RequestRecord, SessionEvent, SessionStore, StoredTurn } from '../src/services/sessions/store.js'
 import { createWsGateway } from '../src/services/chat/gateway.js'
+import { localFanOut, type DeliverLocal, type LocalHub } from '../src/services/chat/fan-out.js'
 import { TestClient } from './ws-client.js'
 
 /* The hub and the gateway as plain services, without Fastify. */
@@ -49,13 +50,14 @@ t.test('two hubs sharing a store and a publish bus behave as one (the shape of a
   const store = memoryStore(t)
   let ids = 0
   const hubs: ChatHub[] = []
+  // Every instance delivers to its own members, as readers of a Redis stream would.
+  const everyHub: DeliverLocal = (sessionId, frame, exceptUserId) => {
+    for (const hub of hubs) hub.deliverLocal(sessionId, frame, exceptUserId)
+  }
   const options = {
     store,
     maxParticipants: 10,
-    // Every instance delivers to its own members, as Redis subscribers would.
-    publish: (sessionId: string, frame: string, exceptUserId?: string) => {
-      for (const hub of hubs) hub.deliverLocal(sessionId, frame, exceptUserId)
-    },
+    fanOut: (hub: LocalHub) => localFanOut(store)({ ...hub, deliverLocal: everyHub }),
     now: () => Date.UTC(2025, 1, 14, 20, 0, 0),
     newId: () => `msg-${++ids}`
   }
@@ -71,10 +73,10 @@ t.test('two hubs sharing a store and a publish bus behave as one (the shape of a
   ])
   t.same(alex.frames()[0].data.participants, [{ userId: 'u-sam', playerName: 'Sam' }, { userId: 'u-alex', playerName: 'Alex' }])
 
-  await hubs[1].chat(alex, 'date', 'across instances')
+  t.equal(await hubs[1].chat(alex, 'date', 'across instances'), 1, 'the seq')
   const chat = {
     event: 'chat message',
-    data: { sessionId: 'date', id: 'msg-1', text: 'across instances', sender: 'u-alex', playerName: 'Alex', timestamp: '2025-02-14T20:00:00.000Z' }
+    data: { sessionId: 'date', id: 'msg-1', text: 'across instances', sender: 'u-alex', playerName: 'Alex', timestamp: '2025-02-14T20:00:00.000Z', seq: 1 }
   }
   t.same(sam.frames(), [chat])
   t.same(alex.frames(), [])
@@ -93,7 +95,8 @@ t.test('two hubs sharing a store and a publish bus behave as one (the shape of a
  * work to a real memory store, rather than patching a method of ours.
  */
 class WritesFailingStore implements SessionStore {
-  failure: Error = new Errors.STORE_UNAVAILABLE()
+  /** What recording throws; undefined: it works again. */
+  failure: Error | undefined = new Errors.STORE_UNAVAILABLE()
   constructor (private readonly reachable: SessionStore) {}
   get (id: string) { return this.reachable.get(id) }
   createCompanion (persona: Persona) { return this.reachable.createCompanion(persona) }
@@ -105,7 +108,12 @@ class WritesFailingStore implements SessionStore {
   endRequest (key: string, record: RequestRecord & { state: 'done' | 'failed' }, ttlMs: number) { return this.reachable.endRequest(key, record, ttlMs) }
   join (id: string, participant: Participant, maxParticipants: number) { return this.reachable.join(id, participant, maxParticipants) }
   leave (id: string, userId: string) { return this.reachable.leave(id, userId) }
-  async appendEvent (): Promise<MultiplayerSession | undefined> { throw this.failure }
+
+  async recordEvent (id: string, event: SessionEvent, options: RecordOptions): Promise<RecordResult | undefined> {
+    if (this.failure !== undefined) throw this.failure
+    return await this.reachable.recordEvent(id, event, options)
+  }
+
   delete (id: string) { return this.reachable.delete(id) }
   counts () { return this.reachable.counts() }
   close () { return this.reachable.close() }
@@ -115,8 +123,10 @@ t.test('gateway: a store failure is an error event; an unexpected one is INTERNA
   const failing = new WritesFailingStore(memoryStore(t))
   const { gateway, url, reported } = await listen(t, { store: failing, maxParticipants: 10 })
 
-  const client = await TestClient.connect(t, url)
+  const [client, partner] = [await TestClient.connect(t, url), await TestClient.connect(t, url)]
   await client.join('flaky', 'Sam')
+  await partner.join('flaky', 'Alex')
+  t.equal((await client.next()).event, 'user-joined')
   client.send('chat message', { sessionId: 'flaky', text: 'hello' }, 'c1')
   t.same(await client.next(), {
     event: 'error', data: { message: 'Session storage is temporarily unavailable', code: 'STORE_UNAVAILABLE', id: 'c1' }
@@ -127,6 +137,14 @@ t.test('gateway: a store failure is an error event; an unexpected one is INTERNA
   client.send('chat message', { sessionId: 'flaky', text: 'hello' }, 'c2')
   t.same(await client.next(), { event: 'error', data: { message: 'Internal server error', code: 'INTERNAL_ERROR', id: 'c2' } })
   t.same(reported, [{ message: 'socket hang up', userId: client.userId, ip: '127.0.0.1' }])
+
+  // Refused frames reached nobody: the partner's next frame is the first recorded one.
+  failing.failure = undefined
+  client.send('question-answer', { sessionId: 'flaky', answer: 'works again' }, 'c3')
+  t.match(await partner.next(), { event: 'question-answered', data: { answer: 'works again', seq: 1 } })
+  t.match(await client.next(), { event: 'question-answered', data: { seq: 1 } })
+  t.same(await client.next(), { event: 'ack', data: { id: 'c3', seq: 1 } })
+  t.equal(partner.pending, 0)
 
   gateway.closeAll()
   t.same(await client.closed, { code: 1001, reason: 'server shutting down' })
@@ -149,7 +167,7 @@ t.test('a store at capacity: joining a new session is SESSION_FULL with its own 
   t.same(joined.participants.map((p: { playerName: string }) => p.playerName), ['Sam', 'Alex'], 'a session with people in it can still be joined')
   t.same(await sam.next(), { event: 'user-joined', data: { sessionId: 'date', userId: alex.userId, playerName: 'Alex' } })
   alex.send('chat message', { sessionId: 'date', text: 'still here' }, 'c')
-  t.same(await alex.next(), { event: 'ack', data: { id: 'c' } })
+  t.same(await alex.next(), { event: 'ack', data: { id: 'c', seq: 1 } })
   t.match(await sam.next(), { event: 'chat message', data: { text: 'still here', sender: alex.userId } })
   t.equal(alex.ws.readyState, alex.ws.OPEN)
   t.same(reported, [], 'a refusal, not a failure')

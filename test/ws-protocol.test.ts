@@ -48,36 +48,36 @@ t.test('two participants: join, chat, questions, answers and leave reach exactly
   // A sender/playerName put in the message by the client is ignored.
   const before = Date.now()
   a.send('chat message', { sessionId: 'room-1', text: 'hello', timestamp: 12, sender: 'forged', playerName: 'Mallory' }, 'c1')
-  t.same(await a.next(), { event: 'ack', data: { id: 'c1' } })
+  t.same(await a.next(), { event: 'ack', data: { id: 'c1', seq: 1 } })
   const chat = await b.next()
   t.equal(chat.event, 'chat message')
-  t.same(Object.keys(chat.data).sort(), ['id', 'playerName', 'sender', 'sessionId', 'text', 'timestamp'])
-  t.match(chat.data, { sessionId: 'room-1', text: 'hello', sender: a.userId, playerName: 'Sam' })
+  t.same(Object.keys(chat.data).sort(), ['id', 'playerName', 'sender', 'seq', 'sessionId', 'text', 'timestamp'])
+  t.match(chat.data, { sessionId: 'room-1', text: 'hello', sender: a.userId, playerName: 'Sam', seq: 1 })
   t.match(chat.data.id, UUID)
   t.match(chat.data.timestamp, ISO)
   t.ok(Date.parse(chat.data.timestamp) >= before && Date.parse(chat.data.timestamp) <= Date.now())
 
   b.send('ask-question', { sessionId: 'room-1', question: 'What made you smile today?' }, 'q1')
-  t.same(await b.next(), { event: 'ack', data: { id: 'q1' } })
+  t.same(await b.next(), { event: 'ack', data: { id: 'q1', seq: 2 } })
   const asked = await a.next()
-  t.same(Object.keys(asked.data).sort(), ['id', 'playerName', 'question', 'sessionId'])
-  t.match(asked, { event: 'question-asked', data: { sessionId: 'room-1', question: 'What made you smile today?', playerName: 'Alex' } })
+  t.same(Object.keys(asked.data).sort(), ['id', 'playerName', 'question', 'seq', 'sessionId'])
+  t.match(asked, { event: 'question-asked', data: { sessionId: 'room-1', question: 'What made you smile today?', playerName: 'Alex', seq: 2 } })
   t.match(asked.data.id, UUID)
 
   // Answers go to everyone, the sender first, then its ack.
   a.send('question-answer', { sessionId: 'room-1', question: 'What made you smile today?', answer: 'Your message.' }, 'a1')
   const [answered, ack] = await a.take(2)
-  t.same(ack, { event: 'ack', data: { id: 'a1' } })
-  t.same(Object.keys(answered.data).sort(), ['answer', 'id', 'playerName', 'question', 'sender', 'sessionId'])
+  t.same(ack, { event: 'ack', data: { id: 'a1', seq: 3 } })
+  t.same(Object.keys(answered.data).sort(), ['answer', 'id', 'playerName', 'question', 'sender', 'seq', 'sessionId'])
   t.match(answered, {
     event: 'question-answered',
-    data: { sessionId: 'room-1', question: 'What made you smile today?', answer: 'Your message.', sender: a.userId, playerName: 'Sam' }
+    data: { sessionId: 'room-1', question: 'What made you smile today?', answer: 'Your message.', sender: a.userId, playerName: 'Sam', seq: 3 }
   })
   t.same(await b.next(), answered)
 
   // Frames without an id get no ack.
   b.send('chat message', { sessionId: 'room-1', text: 'no id' })
-  t.match(await a.next(), { event: 'chat message', data: { text: 'no id', playerName: 'Alex' } })
+  t.match(await a.next(), { event: 'chat message', data: { text: 'no id', playerName: 'Alex', seq: 4 } })
 
   b.send('leave-session', { sessionId: 'room-1' }, 'l1')
   t.same(await b.next(), { event: 'ack', data: { id: 'l1' } })
@@ -85,7 +85,7 @@ t.test('two participants: join, chat, questions, answers and leave reach exactly
 
   // Once left, nothing more reaches it, and it may not send there.
   a.send('chat message', { sessionId: 'room-1', text: 'still there?' }, 'c2')
-  t.same(await a.next(), { event: 'ack', data: { id: 'c2' } })
+  t.same(await a.next(), { event: 'ack', data: { id: 'c2', seq: 5 } })
   b.send('chat message', { sessionId: 'room-1', text: 'back' }, 'c3')
   t.same(await b.next(), { event: 'error', data: { message: 'Join session room-1 before sending to it', code: 'NOT_IN_SESSION', id: 'c3' } })
   t.equal(a.pending + b.pending, 0)
@@ -103,7 +103,7 @@ t.test('three participants: chat reaches the two others, an answer reaches all t
   t.same((await b.next()).data.playerName, 'Cat')
 
   b.send('chat message', { sessionId: 'trio', text: 'hi both' }, 'm')
-  t.same(await b.next(), { event: 'ack', data: { id: 'm' } })
+  t.same(await b.next(), { event: 'ack', data: { id: 'm', seq: 1 } })
   const [toA, toC] = [await a.next(), await c.next()]
   t.same(toA, toC)
   t.match(toA, { event: 'chat message', data: { text: 'hi both', sender: b.userId, playerName: 'Ben' } })
@@ -118,7 +118,7 @@ t.test('three participants: chat reaches the two others, an answer reaches all t
   // A fourth connection that did not join hears nothing.
   const outsider = await TestClient.connect(t, url)
   a.send('chat message', { sessionId: 'trio', text: 'private' }, 'p')
-  t.same(await a.next(), { event: 'ack', data: { id: 'p' } })
+  t.same(await a.next(), { event: 'ack', data: { id: 'p', seq: 3 } })
   t.equal((await b.next()).data.text, 'private')
   t.equal((await c.next()).data.text, 'private')
   t.equal(outsider.pending, 0)
@@ -138,9 +138,10 @@ t.test('text rules: trimmed, measured in code points, control characters refused
     a.send(event, data, 'x')
     t.same(await a.next(), { event: 'error', data: { message, code: 'INVALID_MESSAGE', id: 'x' } }, message)
   }
+  let seq = 0
   const accepted = async (text: string, delivered: string) => {
     a.send('chat message', { sessionId: 'rules', text }, 'ok')
-    t.same(await a.next(), { event: 'ack', data: { id: 'ok' } })
+    t.same(await a.next(), { event: 'ack', data: { id: 'ok', seq: ++seq } })
     t.equal((await b.next()).data.text, delivered)
   }
 
@@ -167,6 +168,14 @@ t.test('text rules: trimmed, measured in code points, control characters refused
   await refused('join-session', { sessionId: 'has space' }, 'data.sessionId must be a session code of 1–64 letters, digits, _ or -')
   await refused('join-session', { sessionId: 's'.repeat(65) }, 'data.sessionId must be a session code of 1–64 letters, digits, _ or -')
   await refused('leave-session', {}, 'data.sessionId is required')
+  const sinceRule = 'data.since must be an integer ≥ 0 (the last seq seen)'
+  await refused('join-session', { sessionId: 'rules', since: -1 }, sinceRule)
+  await refused('join-session', { sessionId: 'rules', since: 1.5 }, sinceRule)
+  await refused('join-session', { sessionId: 'rules', since: '3' }, sinceRule)
+  const idRule = 'data.clientMsgId must be a string of 1–64 letters, digits, _ or - (a UUID, say)'
+  await refused('chat message', { sessionId: 'rules', text: 'hi', clientMsgId: '' }, idRule)
+  await refused('ask-question', { sessionId: 'rules', question: 'hi?', clientMsgId: 'c'.repeat(65) }, idRule)
+  await refused('question-answer', { sessionId: 'rules', answer: 'hi', clientMsgId: 'no spaces' }, idRule)
   t.equal(b.pending, 0)
 })
 
@@ -261,6 +270,7 @@ t.test('joining again resends session-joined only; a connection may be in at mos
   const [joined, ack] = await a.take(2)
   t.same(joined.data.participants, [{ userId: a.userId, playerName: 'Sam' }, { userId: b.userId, playerName: 'Bea' }])
   t.same(ack, { event: 'ack', data: { id: 'again' } })
+  t.same(joined.data.history, [], 're-joining sends no history (issue 15: `since` asks for it)')
   t.equal(b.pending, 0)
 
   for (let i = 1; i < 10; i++) await a.join(`s${i}`, 'Sam')
@@ -292,7 +302,7 @@ t.test('a reconnecting participant gets the last 50 messages, oldest first, as t
   b.ws.close()
   t.same(await a.next(), { event: 'user-left', data: { sessionId: 'story', userId: b.userId, playerName: 'Alex' } })
   a.send('chat message', { sessionId: 'story', text: 'while you were away' }, 'w')
-  t.same(await a.next(), { event: 'ack', data: { id: 'w' } })
+  t.same(await a.next(), { event: 'ack', data: { id: 'w', seq: 4 } })
 
   const back = await TestClient.connect(t, url)
   const joined = await back.join('story', 'Alex')

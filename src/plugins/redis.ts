@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { createRedisConnections, type RedisConnections } from '../services/redis/connection.js'
+import type { RedisConnections } from '../services/redis/connection.js'
 import { redisKeys, type RedisKeys } from '../services/redis/keys.js'
 
 declare module 'fastify' {
@@ -27,6 +27,8 @@ export default fp(async (app) => {
     app.decorate('redis', undefined)
     return
   }
+  // Loaded only when used: ioredis adds noticeably to the start of every process.
+  const { createRedisConnections } = await import('../services/redis/connection.js')
   const redis = createRedisConnections({ url: REDIS_URL, log: app.log, name: `lovers-code:${app.instanceId}` })
   app.decorate('redis', redis)
   app.addHook('onClose', async () => redis.close())

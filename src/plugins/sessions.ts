@@ -61,7 +61,8 @@ export default fp<SessionsPluginOptions>(async (app, options) => {
       redis: redis.client,
       keys: app.redisKeys,
       ttlMs: app.config.SESSION_TTL_MS,
-      presenceTtlMs: app.config.REDIS_PRESENCE_TTL_MS
+      presenceTtlMs: app.config.REDIS_PRESENCE_TTL_MS,
+      fanOutMaxLength: app.config.REDIS_FANOUT_MAXLEN
     }))
   app.decorate('sessions', sessions)
 

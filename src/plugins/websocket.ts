@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import { Errors, rateLimited } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
 import { createChatHub } from '../services/chat/hub.js'
+import { redisStreamsFanOut } from '../services/chat/redis-fan-out.js'
 import { createOriginPolicy } from '../services/http/origins.js'
 import { createKeyedRate } from '../services/limits/keyed-rate.js'
 import { createLogSampler } from '../services/logs/log-sampler.js'
@@ -34,7 +35,19 @@ export default fp(async (app) => {
   const upgrades = createKeyedRate({ rate: WS_UPGRADE_RATE, windowMs: WS_UPGRADE_WINDOW_MS })
   const protocolErrorLines = createLogSampler({ max: PROTOCOL_ERROR_LOG_MAX, windowMs: PROTOCOL_ERROR_LOG_WINDOW_MS })
 
-  const hub = createChatHub({ store: app.sessions, maxParticipants: SESSION_MAX_PARTICIPANTS })
+  const { redis } = app
+  // With Redis, every instance's members are reached through the fan-out stream (SPEC §9).
+  const fanOut = redis === undefined
+    ? undefined
+    : redisStreamsFanOut({
+      connect: redis.connect,
+      redis: redis.client,
+      store: app.sessions,
+      streamKey: app.redisKeys.fanOut,
+      maxLength: app.config.REDIS_FANOUT_MAXLEN,
+      onError: (error) => errorLog.error({ route: '/ws', err: error }, 'fan-out stream read failed')
+    })
+  const hub = createChatHub({ store: app.sessions, maxParticipants: SESSION_MAX_PARTICIPANTS, fanOut })
   const gateway = createWsGateway({
     hub,
     maxConnections: WS_MAX_CONNECTIONS,
@@ -100,7 +113,8 @@ export default fp(async (app) => {
   })
 
   app.addHook('onClose', async () => {
-    gateway.close()
+    await gateway.close()
+    await hub.close()
     await upgrades.close()
     await protocolErrorLines.close()
   })
@@ -144,4 +158,4 @@ export default fp(async (app) => {
       gateway.accept(socket, normalizeIP(request.ip))
     }
   })
-}, { name: 'websocket-chat', dependencies: ['config', 'logging', 'errors', 'sessions', 'metrics'] })
+}, { name: 'websocket-chat', dependencies: ['config', 'logging', 'errors', 'redis', 'sessions', 'metrics'] })

@@ -28,13 +28,21 @@ const SessionCode = Type.String({
   must: 'a session code of 1–64 letters, digits, _ or -'
 })
 
+/** The sender's id for a message, so a resend is recorded once (SPEC §3). */
+const ClientMsgId = Type.Optional(Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,64}$',
+  must: 'a string of 1–64 letters, digits, _ or - (a UUID, say)'
+}))
+
 export const DEFAULT_PLAYER_NAME = 'Anonymous'
 
 export const ClientEventData = {
   'join-session': Type.Object({
     sessionId: SessionCode,
     // Echoed to everyone in the session: cleaned like persona fields (`clean`).
-    playerName: Type.Optional(text(1, 50, true, { clean: true }))
+    playerName: Type.Optional(text(1, 50, true, { clean: true })),
+    /** The last seq the client saw: history then holds what came after it. */
+    since: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, must: 'an integer ≥ 0 (the last seq seen)' }))
   }),
   'leave-session': Type.Object({
     sessionId: SessionCode
@@ -43,16 +51,19 @@ export const ClientEventData = {
     sessionId: SessionCode,
     text: text(1, 2000),
     // Accepted in any form and ignored: the server's clock orders messages.
-    timestamp: Type.Optional(Type.Unknown())
+    timestamp: Type.Optional(Type.Unknown()),
+    clientMsgId: ClientMsgId
   }),
   'ask-question': Type.Object({
     sessionId: SessionCode,
-    question: text(1, 1000)
+    question: text(1, 1000),
+    clientMsgId: ClientMsgId
   }),
   'question-answer': Type.Object({
     sessionId: SessionCode,
     question: Type.Optional(text(0, 1000)),
-    answer: text(1, 2000)
+    answer: text(1, 2000),
+    clientMsgId: ClientMsgId
   })
 } satisfies Record<string, TSchema>
 
@@ -71,12 +82,15 @@ export const ClientEnvelope = Type.Object({
 /** What the server sends (SPEC §3); the SessionEvent ones are kept in history. */
 export interface ServerEvents {
   connected: { userId: string }
-  'session-joined': { sessionId: string, userId: string, participants: readonly Participant[], history: readonly SessionEvent[] }
+  'session-joined': {
+    sessionId: string, userId: string, participants: readonly Participant[], history: readonly SessionEvent[], historyTruncated?: boolean
+  }
   'user-joined': { sessionId: string, userId: string, playerName: string }
   'user-left': { sessionId: string, userId: string, playerName: string }
-  'chat message': { sessionId: string, id: string, text: string, sender: string, playerName: string, timestamp: string }
-  'question-asked': { sessionId: string, id: string, question: string, playerName: string }
-  'question-answered': { sessionId: string, id: string, question: string, answer: string, sender: string, playerName: string }
-  ack: { id: string }
+  'chat message': { sessionId: string, id: string, text: string, sender: string, playerName: string, timestamp: string, seq: number }
+  'question-asked': { sessionId: string, id: string, question: string, playerName: string, seq: number }
+  'question-answered': { sessionId: string, id: string, question: string, answer: string, sender: string, playerName: string, seq: number }
+  /** `seq`: the recorded event's, when the frame recorded one. */
+  ack: { id: string, seq?: number }
   error: { message: string, code: string, id?: string }
 }

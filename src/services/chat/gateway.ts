@@ -75,15 +75,16 @@ export function createWsGateway (options: WsGatewayOptions) {
   /** Set by `close` while it waits for the last connection to finish closing. */
   let allClosed: (() => void) | undefined
 
-  const handlers: { [E in ClientEventName]: (connection: Connection, data: ClientData<E>) => Promise<void> } = {
+  /** Each resolves once the frame's effect is done, with the seq of what it recorded, if anything. */
+  const handlers: { [E in ClientEventName]: (connection: Connection, data: ClientData<E>) => Promise<number | void> } = {
     'join-session': async (connection, data) => {
       if (admitJoin !== undefined && connection.joined?.has(data.sessionId) !== true) await admitJoin(connection.ip, data.sessionId)
-      await hub.join(connection, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME)
+      await hub.join(connection, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME, data.since)
     },
     'leave-session': (member, data) => hub.leave(member, data.sessionId),
-    'chat message': (member, data) => hub.chat(member, data.sessionId, data.text),
-    'ask-question': (member, data) => hub.ask(member, data.sessionId, data.question),
-    'question-answer': (member, data) => hub.answer(member, data.sessionId, data.question ?? '', data.answer)
+    'chat message': (member, data) => hub.chat(member, data.sessionId, data.text, data.clientMsgId),
+    'ask-question': (member, data) => hub.ask(member, data.sessionId, data.question, data.clientMsgId),
+    'question-answer': (member, data) => hub.answer(member, data.sessionId, data.question ?? '', data.answer, data.clientMsgId)
   }
 
   /** Member.deliver: send unless the peer stopped reading; then close instead of buffering. */
@@ -124,8 +125,9 @@ export function createWsGateway (options: WsGatewayOptions) {
       }
       const message = parseFrame(raw, isBinary)
       id = message.id
-      await (handlers[message.event] as (connection: Connection, data: unknown) => Promise<void>)(connection, message.data)
-      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', { id })))
+      const seq = await (handlers[message.event] as (connection: Connection, data: unknown) => Promise<number | void>)(connection, message.data)
+      // Only now: a recorded event is acknowledged once it is recorded (SPEC §3).
+      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', seq === undefined ? { id } : { id, seq })))
     } catch (error) {
       sendError(connection, error, id)
     }
@@ -133,7 +135,11 @@ export function createWsGateway (options: WsGatewayOptions) {
 
   function leaveAll (connection: Connection): void {
     // After the frames already queued, so a join in flight is undone too.
-    const left = connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => report(connection, error))
+    // A store that cannot hear the goodbye (STORE_UNAVAILABLE) is expected, not ours to report:
+    // presence lapses by itself (SPEC §9).
+    const left = connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => {
+      if (!isPublicError(error as { code?: unknown })) report(connection, error)
+    })
     leaving.add(left)
     left.then(() => leaving.delete(left)).catch(() => undefined)
   }

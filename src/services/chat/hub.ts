@@ -1,19 +1,30 @@
 import { randomUUID } from 'node:crypto'
 import { Errors } from '../../errors.js'
 import type { ServerEvents } from '../../schemas/ws.js'
-import type { SessionEvent, SessionStore } from '../sessions/store.js'
+import type { JoinResult, MultiplayerSession, SessionEvent, SessionStore } from '../sessions/store.js'
+import { localFanOut, type FanOutFactory } from './fan-out.js'
 import { encode } from './protocol.js'
 
 /*
  * Multiplayer sessions (SPEC §3): who is in which session, and fan-out.
  *
- * The store is the truth about a session (participants, history, expiry),
- * shared by every instance once it lives in Redis. The hub only knows which
- * members are connected to THIS instance. Every frame for a session goes
- * through `publish`: by default it is `deliverLocal`; a Redis pub/sub fan-out
- * would publish to a channel instead and call `deliverLocal` from its
- * subscriber on every instance, and nothing else here would change.
+ * The store is the truth about a session (participants, history, seq,
+ * expiry), shared by every instance once it lives in Redis. The hub only
+ * knows which members are connected to THIS instance. Every frame for a
+ * session goes through the fan-out (fan-out.ts): in one instance it is
+ * `deliverLocal`; across instances a Redis stream that every instance reads
+ * and hands to its own `deliverLocal`. Nothing else here changes.
  */
+
+/** A session's members on this instance. */
+interface LocalSession {
+  readonly members: Set<Member>
+  /** The last seq delivered here: frames at or below it are not delivered again. */
+  lastSeq: number
+}
+
+/** A frame held for a member whose join is under way. */
+interface Held { seq: number | undefined, bytes: Buffer }
 
 /** A connected client, as the hub sees it (the WebSocket stays outside). */
 export interface Member {
@@ -31,7 +42,21 @@ const fullMessage = (sessionId: string, maxParticipants: number, reason: 'full' 
   ? `Session ${sessionId} already has ${maxParticipants} participants`
   : 'The server is at capacity: no new sessions can be joined right now'
 
-export type Publish = (sessionId: string, frame: string, exceptUserId?: string) => void
+/**
+ * The history a join sends (SPEC §3): without `since` the last kept events;
+ * with it those after `since`, and whether some of those are no longer kept.
+ * History is contiguous and ends at seq === messageCount, so no scan is
+ * needed. A `since` past the session's last seq comes from an earlier
+ * session under the same code (expired, then joined anew): it counts as 0.
+ */
+export function historySince ({ history, messageCount }: MultiplayerSession, since: number | undefined) {
+  if (since === undefined) return { history }
+  const from = since > messageCount ? 0 : since
+  const wanted = messageCount - from
+  return wanted > history.length
+    ? { history, historyTruncated: true }
+    : { history: history.slice(history.length - wanted) }
+}
 
 export interface ChatHubOptions {
   store: SessionStore
@@ -40,26 +65,60 @@ export interface ChatHubOptions {
   historySize?: number
   /** Sessions one connection may be in at once (each keeps a session alive). */
   maxSessionsPerMember?: number
-  publish?: Publish
+  /** How frames reach members on every instance; local (one instance) by default. */
+  fanOut?: FanOutFactory
   now?: () => number
   newId?: () => string
 }
 
 export function createChatHub ({
-  store, maxParticipants, historySize = 50, maxSessionsPerMember = 10, publish, now = Date.now, newId = randomUUID
+  store, maxParticipants, historySize = 50, maxSessionsPerMember = 10, fanOut: makeFanOut = localFanOut(store), now = Date.now, newId = randomUUID
 }: ChatHubOptions) {
-  const local = new Map<string, Set<Member>>()
+  /** This instance's members of each session, and the last seq delivered to them. */
+  const local = new Map<string, LocalSession>()
+  /**
+   * Members whose join is waiting for the store. Across instances, frames of
+   * the session may reach this instance before the join's answer does (or
+   * after, though already in the history it returns): they are held here and
+   * sorted out by seq once the join is answered (see `admit`). Usually empty.
+   */
+  const joining = new Map<string, Map<Member, Held[]>>()
 
-  function deliverLocal (sessionId: string, frame: string, exceptUserId?: string): void {
-    const members = local.get(sessionId)
-    if (members === undefined) return
+  /** The end of every fan-out; `seq` for recorded events, which are delivered once each, in order. */
+  function deliverLocal (sessionId: string, frame: string, exceptUserId?: string, seq?: number): void {
+    const session = local.get(sessionId)
+    const waiting = joining.size === 0 ? undefined : joining.get(sessionId)
+    if (session === undefined && waiting === undefined) return
+    if (seq !== undefined && session !== undefined) {
+      // Already delivered: a replay from history overlapping the stream.
+      if (seq <= session.lastSeq) return
+      session.lastSeq = seq
+    }
     const bytes = Buffer.from(frame)
-    for (const member of members) {
-      if (member.userId !== exceptUserId) member.deliver(bytes)
+    if (session !== undefined) {
+      for (const member of session.members) {
+        if (member.userId !== exceptUserId) member.deliver(bytes)
+      }
+    }
+    if (waiting !== undefined) {
+      for (const [member, held] of waiting) {
+        if (member.userId !== exceptUserId) held.push({ seq, bytes })
+      }
     }
   }
 
-  const send: Publish = publish ?? deliverLocal
+  const fanOut = makeFanOut({ deliverLocal, sessionIds: () => local.keys() })
+
+  /** Makes a joined member local: it gets what was held for it that its history (up to `joinedAt`) did not have. */
+  function admit (member: Member, sessionId: string, joinedAt: number, held: readonly Held[]): void {
+    let session = local.get(sessionId)
+    if (session === undefined) local.set(sessionId, session = { members: new Set(), lastSeq: joinedAt })
+    session.members.add(member)
+    for (const { seq, bytes } of held) {
+      if (seq === undefined || seq > joinedAt) member.deliver(bytes)
+      if (seq !== undefined && seq > session.lastSeq) session.lastSeq = seq
+    }
+  }
 
   function nameIn (member: Member, sessionId: string): string {
     const playerName = member.joined?.get(sessionId)
@@ -69,17 +128,31 @@ export function createChatHub ({
 
   function removeLocal (member: Member, sessionId: string): void {
     member.joined?.delete(sessionId)
-    const members = local.get(sessionId)
-    members?.delete(member)
-    if (members?.size === 0) local.delete(sessionId)
+    const session = local.get(sessionId)
+    session?.members.delete(member)
+    if (session?.members.size === 0) local.delete(sessionId)
   }
 
-  /** Records a delivered message in the session's history, then fans it out. */
-  async function record (envelope: SessionEvent & { data: { sessionId: string } }, exceptUserId?: string) {
+  async function joinStore (member: Member, sessionId: string, playerName: string, isNew: boolean): Promise<{ result: JoinResult, held: Held[] }> {
+    if (!isNew) return { result: await store.join(sessionId, { userId: member.userId, playerName }, maxParticipants, member.owner), held: [] }
+    let waiting = joining.get(sessionId)
+    if (waiting === undefined) joining.set(sessionId, waiting = new Map())
+    const held: Held[] = []
+    waiting.set(member, held)
+    try {
+      return { result: await store.join(sessionId, { userId: member.userId, playerName }, maxParticipants, member.owner), held }
+    } finally {
+      waiting.delete(member)
+      if (waiting.size === 0) joining.delete(sessionId)
+    }
+  }
+
+  /** Records a message (or finds its earlier copy by clientMsgId) and fans it out; returns its seq. */
+  async function record (envelope: SessionEvent & { data: { sessionId: string } }, clientMsgId: string | undefined, exceptUserId?: string) {
     const { sessionId } = envelope.data
-    const kept = await store.appendEvent(sessionId, envelope, historySize)
-    if (kept === undefined) throw new Errors.NOT_IN_SESSION(sessionId)
-    send(sessionId, JSON.stringify(envelope), exceptUserId)
+    const result = await fanOut.record(sessionId, envelope, { keep: historySize, clientMsgId, exceptUserId })
+    if (result === undefined) throw new Errors.NOT_IN_SESSION(sessionId)
+    return result.seq
   }
 
   async function leave (member: Member, sessionId: string): Promise<void> {
@@ -87,7 +160,7 @@ export function createChatHub ({
     // Stop delivering at once; the store call may take a round trip.
     removeLocal(member, sessionId)
     await store.leave(sessionId, member.userId)
-    send(sessionId, encode('user-left', { sessionId, userId: member.userId, playerName }))
+    await fanOut.publish(sessionId, encode('user-left', { sessionId, userId: member.userId, playerName }), member.userId)
   }
 
   return {
@@ -96,25 +169,26 @@ export function createChatHub ({
 
     /**
      * Joins (creating the session if new): the joiner gets `session-joined`
-     * with the history, then everyone, joiner included, `user-joined`.
-     * Joining a session again only sends `session-joined` again.
+     * with the history (see historySince), then everyone, joiner included,
+     * `user-joined`. Joining a session again only sends `session-joined`
+     * again, with no history unless asked for by `since`: a re-join must not
+     * be a cheap way to make the server send the whole history (issue 15).
      */
-    async join (member: Member, sessionId: string, playerName: string): Promise<void> {
+    async join (member: Member, sessionId: string, playerName: string, since?: number): Promise<void> {
       const joined = member.joined ?? (member.joined = new Map())
       const already = joined.get(sessionId)
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
-      const result = await store.join(sessionId, { userId: member.userId, playerName: name }, maxParticipants, member.owner)
+      if (already === undefined) await fanOut.ready()
+      const { result, held } = await joinStore(member, sessionId, name, already === undefined)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
+      const history = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
+      member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants: result.session.participants, ...history })))
       if (already === undefined) {
         joined.set(sessionId, name)
-        let members = local.get(sessionId)
-        if (members === undefined) local.set(sessionId, members = new Set())
-        members.add(member)
+        admit(member, sessionId, result.session.messageCount, held)
       }
-      const { participants, history } = result.session
-      member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants, history })))
-      if (already === undefined) send(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
+      if (already === undefined) await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
     },
 
     leave,
@@ -125,27 +199,29 @@ export function createChatHub ({
       for (const sessionId of [...member.joined.keys()]) await leave(member, sessionId)
     },
 
-    /** The others in the session get `chat message`. */
-    async chat (member: Member, sessionId: string, text: string): Promise<void> {
+    /** The others in the session get `chat message`; returns its seq. */
+    async chat (member: Member, sessionId: string, text: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
       const timestamp = new Date(now()).toISOString()
-      const data: ServerEvents['chat message'] = { sessionId, id: newId(), text, sender: member.userId, playerName, timestamp }
-      await record({ event: 'chat message', data }, member.userId)
+      const data: Omit<ServerEvents['chat message'], 'seq'> = { sessionId, id: newId(), text, sender: member.userId, playerName, timestamp }
+      return await record({ event: 'chat message', data }, clientMsgId, member.userId)
     },
 
-    /** The others in the session get `question-asked`. */
-    async ask (member: Member, sessionId: string, question: string): Promise<void> {
+    /** The others in the session get `question-asked`; returns its seq. */
+    async ask (member: Member, sessionId: string, question: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
-      const data: ServerEvents['question-asked'] = { sessionId, id: newId(), question, playerName }
-      await record({ event: 'question-asked', data }, member.userId)
+      const data: Omit<ServerEvents['question-asked'], 'seq'> = { sessionId, id: newId(), question, playerName }
+      return await record({ event: 'question-asked', data }, clientMsgId, member.userId)
     },
 
-    /** Everyone in the session, sender included, gets `question-answered`. */
-    async answer (member: Member, sessionId: string, question: string, answer: string): Promise<void> {
+    /** Everyone in the session, sender included, gets `question-answered`; returns its seq. */
+    async answer (member: Member, sessionId: string, question: string, answer: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
-      const data: ServerEvents['question-answered'] = { sessionId, id: newId(), question, answer, sender: member.userId, playerName }
-      await record({ event: 'question-answered', data })
+      const data: Omit<ServerEvents['question-answered'], 'seq'> = { sessionId, id: newId(), question, answer, sender: member.userId, playerName }
+      return await record({ event: 'question-answered', data }, clientMsgId)
     },
+
+    close: () => fanOut.close()
   }
 }
 

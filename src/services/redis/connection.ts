@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis'
+import { COMMAND_TIMEOUT_MS } from './timing.js'
 
 /*
  * Every Redis connection of the service (SPEC §9), made here with one set of
@@ -14,7 +15,7 @@ import { Redis, type RedisOptions } from 'ioredis'
  * @see https://github.com/redis/ioredis#connect-to-redis
  */
 
-export const COMMAND_TIMEOUT_MS = 1000
+export { COMMAND_TIMEOUT_MS }
 /** A TCP connect (or TLS handshake) that takes longer is abandoned and retried. */
 const CONNECT_TIMEOUT_MS = 2000
 /** A connection we cut is destroyed this soon if Redis does not close its end (a frozen one never does). */

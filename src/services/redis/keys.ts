@@ -14,6 +14,8 @@
  * | `room:{<id>}:history`                 | list   | the last 50 recorded events, oldest first, one JSON `{event, data}` each | same           |
  * | `room:{<id>}:participants`            | hash   | userId → JSON `[joinOrder, playerName]`                      | same                     |
  * | `room:{<id>}:presence`                | zset   | userId → ms until which its instance vouches for it          | same                     |
+ * | `room:{<id>}:msg:<clientMsgId>`       | string | the seq a clientMsgId was recorded with (SPEC §3 duplicates) | 10 minutes (at most SESSION_TTL_MS) |
+ * | `fanout`                              | stream | every instance's multiplayer frames, in one order: s (session), q (seq; recorded events only), x (user skipped), f (frame) | none: trimmed to about REDIS_FANOUT_MAXLEN entries |
  * | `sessions:companion`, `sessions:room` | zset   | session id → ms at which it expires: cheap counts without SCAN | none (emptied by expiry) |
  * | `rate:<ip>`, `rate:undefinedundefined-<ip>` | string | @fastify/rate-limit counters: general, AI (its child-store naming) | the window |
  * | `slow:<ip>`                           | string | the slow-down counter                                        | the general window       |
@@ -34,8 +36,15 @@ export function redisKeys (prefix: string) {
     },
     room: (id: string) => {
       const meta = room(id)
-      return { meta, history: `${meta}:history`, participants: `${meta}:participants`, presence: `${meta}:presence` }
+      return {
+        meta,
+        history: `${meta}:history`,
+        participants: `${meta}:participants`,
+        presence: `${meta}:presence`,
+        clientMsgId: (clientMsgId: string) => `${meta}:msg:${clientMsgId}`
+      }
     },
+    fanOut: `${prefix}fanout`,
     /** An idempotency record; `key` is already scoped (route, client IP, Idempotency-Key). */
     request: (key: string) => `${prefix}request:${key}`,
     companionIndex: `${prefix}sessions:companion`,

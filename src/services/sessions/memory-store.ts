@@ -1,5 +1,5 @@
 import { Errors } from '../../errors.js'
-import { MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type RequestRecord, type Session, type SessionEvent, type SessionStore, type StoredTurn } from './store.js'
+import { CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type RequestRecord, type Session, type SessionEvent, type SessionStore, type StoredTurn } from './store.js'
 
 /*
  * The in-memory session store (the default without REDIS_URL): maps, a TTL
@@ -20,6 +20,8 @@ export interface MemoryStoreOptions {
   onEvict?: (count: number, reason: EvictionReason) => void
   /** How often expired sessions are removed; the request path never scans. */
   sweepIntervalMs?: number
+  /** How long a recorded clientMsgId is remembered (SPEC §3: 10 minutes). */
+  clientMsgIdTtlMs?: number
   now?: () => number
 }
 
@@ -76,10 +78,25 @@ function eventBytes (event: SessionEvent): number {
   let bytes = ENTRY_OVERHEAD_BYTES
   for (const key in event.data) {
     const value = event.data[key]
-    // Anything but a string is rare here; measure it by its JSON.
-    bytes += typeof value === 'string' ? textBytes(value) : (JSON.stringify(value)?.length ?? 0) * 2
+    // A number (the seq) fits in the entry's allowance; anything else is rare here: measure it by its JSON.
+    if (typeof value !== 'number') bytes += typeof value === 'string' ? textBytes(value) : (JSON.stringify(value)?.length ?? 0) * 2
   }
   return bytes
+}
+
+/** A clientMsgId remembered by its session: the seq it got and until when it counts. */
+interface RecentId { seq: number, until: number }
+const recentIdBytes = (clientMsgId: string) => ENTRY_OVERHEAD_BYTES + textBytes(clientMsgId)
+
+/** Forgets the ids whose window has passed (they are in recording order) and returns the bytes freed. */
+function forgetExpired (recent: Map<string, RecentId>, at: number): number {
+  let freed = 0
+  for (const [clientMsgId, { until }] of recent) {
+    if (until > at) break
+    recent.delete(clientMsgId)
+    freed += recentIdBytes(clientMsgId)
+  }
+  return freed
 }
 
 function personaBytes (persona: Persona): number {
@@ -95,10 +112,12 @@ function trimTo<T> (list: T[], keep: number, size: (item: T) => number): number 
 
 export function createMemorySessionStore ({
   ttlMs, maxBytes = Number.POSITIVE_INFINITY, maxBytesPerOwner = Number.POSITIVE_INFINITY, onEvict,
-  sweepIntervalMs = Math.min(60_000, ttlMs), now = Date.now
+  sweepIntervalMs = Math.min(60_000, ttlMs), clientMsgIdTtlMs = CLIENT_MSG_ID_TTL_MS, now = Date.now
 }: MemoryStoreOptions): MemorySessionStore {
   const companions = new Map<string, Mutable<CompanionSession>>()
   const multiplayers = new Map<string, Mutable<MultiplayerSession>>()
+  /** Each multiplayer session's recent clientMsgIds; gone with the session. */
+  const recentIds = new WeakMap<Stored, Map<string, RecentId>>()
   /*
    * Every session's estimated size, in one of two maps. `idle` holds the
    * sessions that may be evicted (companions, and multiplayer sessions nobody
@@ -387,18 +406,41 @@ export function createMemorySessionStore ({
       return session
     },
 
-    async appendEvent (id, event, keep) {
+    // Never awaits: a record completes in the call, so concurrent records of
+    // one session resolve in seq order and the hub delivers in that order.
+    async recordEvent (id, event, { keep, clientMsgId }) {
       const session = live(multiplayers, id)
       if (session === undefined) return undefined
+      const at = now()
+      let recent = recentIds.get(session)
+      const forgotten = recent === undefined ? 0 : forgetExpired(recent, at)
+      if (clientMsgId !== undefined) {
+        const original = recent?.get(clientMsgId)
+        if (original !== undefined) {
+          written(session, -forgotten)
+          return { duplicate: true, seq: original.seq }
+        }
+      }
+      const seq = session.messageCount + 1
+      // Numbered in place, not copied: a copy per message made fan-out ~30 % slower.
+      event.data.seq = seq
       const excess = Math.max(0, session.history.length + 1 - keep)
-      const delta = eventBytes(event) - sum(session.history.slice(0, excess), eventBytes)
+      const delta = eventBytes(event) - sum(session.history.slice(0, excess), eventBytes) +
+        (clientMsgId === undefined ? 0 : recentIdBytes(clientMsgId)) - forgotten
       // Every write counts: a session people are in cannot grow past the budget either.
-      if (isPinned(session) && wouldOverfill(delta)) throw new Errors.SESSION_FULL(CAPACITY_MESSAGE)
+      if (isPinned(session) && wouldOverfill(delta)) {
+        written(session, -forgotten)
+        throw new Errors.SESSION_FULL(CAPACITY_MESSAGE)
+      }
+      session.messageCount = seq
       session.history.push(event)
       session.history.splice(0, excess)
-      session.messageCount++
+      if (clientMsgId !== undefined) {
+        if (recent === undefined) recentIds.set(session, recent = new Map())
+        recent.set(clientMsgId, { seq, until: at + clientMsgIdTtlMs })
+      }
       written(session, delta)
-      return session
+      return { duplicate: false, seq, event }
     },
 
     async delete (id) {

@@ -1,12 +1,13 @@
 import type { Redis } from 'ioredis'
 import { Errors } from '../../errors.js'
+import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
 import type { RedisKeys } from '../redis/keys.js'
 import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
 import { companionScripts } from '../redis/scripts/companion.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
 import {
-  MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant, type RequestRecord,
-  type SessionEvent, type SessionStore, type StoredTurn
+  CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant,
+  type RequestRecord, type SessionEvent, type SessionStore, type StoredTurn
 } from './store.js'
 
 /*
@@ -30,6 +31,15 @@ export interface RedisStoreOptions {
   ttlMs: number
   /** A member not vouched for this long is dropped (≤ 60 s, SPEC §9). */
   presenceTtlMs: number
+  /** About how many entries the fan-out stream keeps (REDIS_FANOUT_MAXLEN). */
+  fanOutMaxLength?: number
+  clientMsgIdTtlMs?: number
+  /**
+   * How long after sending a recording may still take effect (Redis' clock):
+   * well within the command timeout, so a recording that Redis runs after
+   * its sender was told STORE_UNAVAILABLE never happens.
+   */
+  recordDeadlineMs?: number
   now?: () => number
 }
 
@@ -81,9 +91,23 @@ async function guarded<T> (operation: Promise<T>): Promise<T> {
   }
 }
 
-export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, now = Date.now }: RedisStoreOptions): RedisSessionStore {
+export function createRedisSessionStore ({
+  redis, keys, ttlMs, presenceTtlMs, fanOutMaxLength = 20_000, clientMsgIdTtlMs = CLIENT_MSG_ID_TTL_MS,
+  recordDeadlineMs = COMMAND_TIMEOUT_MS / 2, now = Date.now
+}: RedisStoreOptions): RedisSessionStore {
   const scripts = defineScripts(redis, 'sessions', sessionScripts)
   const companionOnly = defineScripts(redis, 'companion', companionScripts)
+
+  /** Redis' clock minus ours (ms), measured on every connect: recording deadlines are given in Redis' time. */
+  let clockOffset = 0
+  async function syncClock (): Promise<void> {
+    const before = now()
+    const [seconds, micros] = await redis.time()
+    clockOffset = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + now()) / 2
+  }
+  const onReady = () => { syncClock().catch(() => undefined) }
+  redis.on('ready', onReady)
+  if (redis.status === 'ready') onReady()
   /** Room id → the user ids this instance holds in it. */
   const mine = new Map<string, Set<string>>()
 
@@ -98,7 +122,7 @@ export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, no
   /** ARGV[1..3] of every write script. */
   const writeArgs = (id: string, ...rest: ScriptArg[]): ScriptArg[] => [id, now(), ttlMs, ...rest]
 
-  async function room (script: 'leave' | 'appendEvent', id: string, ...rest: ScriptArg[]): Promise<MultiplayerSession | undefined> {
+  async function room (script: 'leave', id: string, ...rest: ScriptArg[]): Promise<MultiplayerSession | undefined> {
     const reply = await guarded(scripts[script](roomKeys(id), writeArgs(id, ...rest)))
     return reply === null ? undefined : toRoom(id, reply as RoomReply)
   }
@@ -192,8 +216,19 @@ export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, no
       return room('leave', id, userId)
     },
 
-    async appendEvent (id, event, keep) {
-      return room('appendEvent', id, keep, JSON.stringify(event))
+    async recordEvent (id, event, { keep, clientMsgId, exceptUserId }) {
+      const keysOfRoom = [...roomKeys(id), clientMsgId === undefined ? keys.room(id).meta : keys.room(id).clientMsgId(clientMsgId), keys.fanOut]
+      // The script appends `,"seq":N}}` to the envelope's JSON, which ends with its data object's brace and its own.
+      const head = JSON.stringify(event).slice(0, -2)
+      const deadline = now() + clockOffset + recordDeadlineMs
+      const reply = await guarded(scripts.recordEvent(keysOfRoom,
+        writeArgs(id, keep, head, clientMsgId ?? '', clientMsgIdTtlMs, deadline, exceptUserId ?? '', fanOutMaxLength))) as
+        ['ok' | 'duplicate', number] | ['late'] | null
+      if (reply === null) return undefined
+      if (reply[0] === 'late') throw new Errors.STORE_UNAVAILABLE()
+      if (reply[0] === 'duplicate') return { duplicate: true, seq: reply[1] }
+      event.data.seq = reply[1]
+      return { duplicate: false, seq: reply[1], event }
     },
 
     async delete (id) {
@@ -212,6 +247,7 @@ export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, no
 
     async close () {
       clearInterval(timer)
+      redis.off('ready', onReady)
       mine.clear()
     }
   }

@@ -63,11 +63,33 @@ export interface Participant {
   playerName: string
 }
 
-/** A delivered multiplayer message, kept exactly as it was sent (SPEC §3). */
+/**
+ * A multiplayer message, kept exactly as it was delivered (SPEC §3). Once
+ * recorded, `data.seq` numbers it in its session: 1, 2, 3…
+ */
 export interface SessionEvent {
   event: 'chat message' | 'question-asked' | 'question-answered'
   data: Record<string, unknown>
 }
+
+export interface RecordOptions {
+  /** How many recorded events the session keeps. */
+  keep: number
+  /** The sender's id for this message: recorded once per session within the dedupe window. */
+  clientMsgId?: string
+  /** Who the fan-out skips (the sender of a `chat message`); a store that fans out itself passes it on. */
+  exceptUserId?: string
+}
+
+/**
+ * `seq` is the event's number in its session. A duplicate (its clientMsgId
+ * was recorded before, within the window) carries the original's `seq` and
+ * was not recorded again; otherwise `event` is the recorded envelope, with
+ * `data.seq`.
+ */
+export type RecordResult =
+  | { duplicate: false, seq: number, event: SessionEvent }
+  | { duplicate: true, seq: number }
 
 interface SessionBase {
   readonly id: string
@@ -86,6 +108,7 @@ export interface CompanionSession extends SessionBase {
 export interface MultiplayerSession extends SessionBase {
   readonly kind: 'multiplayer'
   readonly participants: readonly Participant[]
+  /** The last recorded events, oldest first; the newest has `seq` === messageCount. */
   readonly history: readonly SessionEvent[]
 }
 
@@ -140,12 +163,22 @@ export interface SessionStore {
   join: (id: string, participant: Participant, maxParticipants: number, owner?: string) => Promise<JoinResult>
   /** Removes a participant; the (possibly empty) session lives on until its TTL. */
   leave: (id: string, userId: string) => Promise<MultiplayerSession | undefined>
-  /** Records a delivered message, keeping the last `keep`; throws SESSION_FULL when over capacity. */
-  appendEvent: (id: string, event: SessionEvent, keep: number) => Promise<MultiplayerSession | undefined>
+  /**
+   * Records a message: assigns the next `seq` (the session's messageCount,
+   * set as `event.data.seq`: the caller hands the event over),
+   * keeps the last `options.keep`, and counts as activity (throws SESSION_FULL when over capacity) — all at once, so
+   * concurrent writers get consecutive numbers. Undefined when the session is
+   * gone. A store shared by instances also appends it to the fan-out stream
+   * in the same step (SPEC §9).
+   */
+  recordEvent: (id: string, event: SessionEvent, options: RecordOptions) => Promise<RecordResult | undefined>
   delete: (id: string) => Promise<boolean>
   counts: () => Promise<SessionCounts>
   close: () => Promise<void>
 }
+
+/** How long a clientMsgId is remembered (SPEC §3). */
+export const CLIENT_MSG_ID_TTL_MS = 10 * 60_000
 
 /** 16 random bytes = 128 bits (SPEC §2.1 asks for ≥ 122), URL-safe. */
 export function newSessionId (): string {

@@ -113,17 +113,40 @@ touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, tonumber(AR
 return room(KEYS[1], KEYS[2], KEYS[3])
 `),
 
-  /** ARGV: id, now, ttl, keep, event JSON. → session */
-  appendEvent: script(ROOM_KEYS, `
+  /**
+   * Records a multiplayer event and appends it to the fan-out stream, in one
+   * step (SPEC §3, §9). KEYS: the room's five, its clientMsgId key (any key
+   * of the room when there is no id), the fan-out stream. ARGV: id, now,
+   * ttl, keep, the event's JSON without its last two braces (the script adds
+   * `,"seq":N}}`), clientMsgId ('' for none), how long it is remembered (ms),
+   * deadline (ms, Redis' clock), the user the fan-out skips ('' for none),
+   * stream length. → ['ok', seq] | ['duplicate', seq] | ['late'] | false
+   * (no such room).
+   *
+   * The deadline is checked against Redis' own TIME: a script that runs
+   * after its caller gave up (Redis was frozen, the command had timed out and
+   * the sender was told STORE_UNAVAILABLE) records nothing.
+   */
+  recordEvent: script(ROOM_KEYS + 2, `
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[8]) then return { 'late' } end
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[6] ~= '' then
+  local original = redis.call('GET', KEYS[6])
+  if original then return { 'duplicate', tonumber(original) } end
+end
 local now = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
 prune(KEYS[3], KEYS[4], now)
-redis.call('RPUSH', KEYS[2], ARGV[5])
+local seq = redis.call('HINCRBY', KEYS[1], 'messageCount', 1)
+local frame = ARGV[5] .. ',"seq":' .. seq .. '}}'
+redis.call('RPUSH', KEYS[2], frame)
 keepLast(KEYS[2], tonumber(ARGV[4]))
-redis.call('HINCRBY', KEYS[1], 'messageCount', 1)
+if ARGV[6] ~= '' then redis.call('SET', KEYS[6], seq, 'PX', math.min(tonumber(ARGV[7]), ttl)) end
 redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
-touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, tonumber(ARGV[3]))
-return room(KEYS[1], KEYS[2], KEYS[3])
+touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, ttl)
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[10], '*', 's', ARGV[1], 'q', seq, 'x', ARGV[9], 'f', frame)
+return { 'ok', seq }
 `),
 
   /**

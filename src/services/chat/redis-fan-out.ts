@@ -1,0 +1,176 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Redis } from 'ioredis'
+import { Errors } from '../../errors.js'
+import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
+import type { SessionStore } from '../sessions/store.js'
+import type { FanOutFactory, LocalHub } from './fan-out.js'
+
+/*
+ * Fan-out over a Redis stream (SPEC §9). Recording is the store's script,
+ * which appends the event to the session's history and to the stream in one
+ * step; presence frames are appended by XADD. Every instance reads the
+ * stream with a blocking XREAD on its own connection, from the last entry it
+ * has seen, and hands each entry to its hub's `deliverLocal`: one order for
+ * every instance, and the sender's own instance delivers like any other.
+ *
+ * After a broken connection the reader resumes from the last id it saw, so
+ * nothing is lost or delivered twice. If entries after that id were trimmed
+ * meanwhile (it was away longer than the stream keeps), it first replays each
+ * of its sessions from the session's history; `deliverLocal` drops any seq
+ * it has already delivered, so the replay and the stream may overlap.
+ *
+ * Hand-written rather than socket.io's Redis Streams adapter: that one keeps
+ * no seq, no per-session replay and is tied to socket.io's packet format.
+ */
+
+/** How long one XREAD blocks: the longest a close waits for the reader. */
+const BLOCK_MS = 2000
+/** Entries read at once. */
+const BATCH = 500
+/** Wait between attempts while the reader's connection is down (it reconnects by itself). */
+const RETRY_MS = 100
+
+export interface RedisFanOutOptions {
+  /** Opens the reader's own connection (RedisConnections.connect). */
+  connect: (role: string, overrides: { commandTimeout: number }) => Redis
+  /** The command connection, for presence XADDs. */
+  redis: Redis
+  store: SessionStore
+  streamKey: string
+  /** About how many entries the stream keeps (REDIS_FANOUT_MAXLEN). */
+  maxLength: number
+  /** A failure of the reader other than its connection dropping (logged by the caller). */
+  onError?: (error: Error) => void
+}
+
+type Entry = [id: string, fields: string[]]
+type XReadReply = Array<[stream: string, entries: Entry[]]> | null
+
+/** Stream ids are `<ms>-<n>`; true when `a` comes after `b`. */
+function isAfter (a: string, b: string): boolean {
+  const [aMs, aN] = a.split('-').map(Number)
+  const [bMs, bN] = b.split('-').map(Number)
+  return aMs > bMs || (aMs === bMs && aN > bN)
+}
+
+/** XINFO STREAM's flat reply as a record; undefined when the stream does not exist (a Redis restarted empty). */
+async function streamInfo (reader: Redis, key: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const flat = await reader.call('XINFO', 'STREAM', key) as unknown[]
+    const info: Record<string, unknown> = {}
+    for (let i = 0; i < flat.length; i += 2) info[String(flat[i])] = flat[i + 1]
+    return info
+  } catch (error) {
+    if (/no such key/i.test((error as Error).message)) return undefined
+    throw error
+  }
+}
+
+export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLength, onError }: RedisFanOutOptions): FanOutFactory {
+  return (hub: LocalHub) => {
+    const reader = connect('fanout', { commandTimeout: BLOCK_MS + COMMAND_TIMEOUT_MS })
+    /** The last entry delivered; undefined until the reader has started. */
+    let lastId: string | undefined
+    let resumed = false
+    const state = { closed: false }
+    let markStarted: () => void = () => undefined
+    const started = new Promise<void>((resolve) => { markStarted = resolve })
+
+    function deliver ([, fields]: Entry): void {
+      let sessionId = ''
+      let frame = ''
+      let except: string | undefined
+      let seq: number | undefined
+      for (let i = 0; i < fields.length; i += 2) {
+        const value = fields[i + 1]
+        switch (fields[i]) {
+          case 's': sessionId = value; break
+          case 'f': frame = value; break
+          case 'x': except = value === '' ? undefined : value; break
+          case 'q': seq = Number(value); break
+        }
+      }
+      hub.deliverLocal(sessionId, frame, except, seq)
+    }
+
+    /** Each local session's kept events, for those whose entries were trimmed before this instance read them. */
+    async function replayLocalSessions (): Promise<void> {
+      for (const sessionId of [...hub.sessionIds()]) {
+        const session = await store.get(sessionId)
+        if (session?.kind !== 'multiplayer') continue
+        for (const event of session.history) {
+          // The stream knew whom a chat message skips; the history only knows its sender.
+          const except = event.event === 'chat message' ? event.data.sender as string : undefined
+          hub.deliverLocal(sessionId, JSON.stringify(event), except, event.data.seq as number)
+        }
+      }
+    }
+
+    /** Where to read from: at start the stream's end; after a break, the last id seen, with a replay if entries after it are gone. */
+    async function prepare (): Promise<string> {
+      const info = await streamInfo(reader, streamKey)
+      if (lastId === undefined) return (info?.['last-generated-id'] as string | undefined) ?? '0-0'
+      const deleted = info?.['max-deleted-entry-id'] as string | undefined
+      if (info === undefined || (deleted !== undefined && isAfter(deleted, lastId))) await replayLocalSessions()
+      // A stream that is gone (Redis restarted empty) starts again from its beginning.
+      return info === undefined ? '0-0' : lastId
+    }
+
+    async function run (): Promise<void> {
+      while (!state.closed) {
+        try {
+          if (lastId === undefined || !resumed) {
+            lastId = await prepare()
+            resumed = true
+            markStarted()
+          }
+          const reply = await reader.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', streamKey, lastId) as XReadReply
+          for (const entry of reply?.[0][1] ?? []) {
+            lastId = entry[0]
+            deliver(entry)
+          }
+        } catch (error) {
+          if (state.closed) return
+          resumed = false
+          // A timed-out read leaves the connection unusable for ordering: start it afresh.
+          if (reader.status === 'ready' && /timed out/i.test((error as Error).message)) reader.disconnect(true)
+          else if (reader.status === 'ready') onError?.(error as Error)
+          await sleep(RETRY_MS)
+        }
+      }
+    }
+    const running = run()
+
+    return {
+      record: (sessionId, event, options) => store.recordEvent(sessionId, event, options),
+
+      async ready () {
+        if (lastId !== undefined) return
+        // Redis unreachable since startup: refused like any store operation, within about a second.
+        let timer: NodeJS.Timeout | undefined
+        const late = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Errors.STORE_UNAVAILABLE()), COMMAND_TIMEOUT_MS)
+        })
+        try {
+          await Promise.race([started, late])
+        } finally {
+          clearTimeout(timer)
+        }
+      },
+
+      async publish (sessionId, frame, exceptUserId) {
+        try {
+          await redis.xadd(streamKey, 'MAXLEN', '~', maxLength, '*', 's', sessionId, 'x', exceptUserId ?? '', 'f', frame)
+        } catch (error) {
+          throw new Errors.STORE_UNAVAILABLE({ cause: error })
+        }
+      },
+
+      async close () {
+        state.closed = true
+        reader.disconnect()
+        await running
+      }
+    }
+  }
+}
