@@ -71,6 +71,7 @@ export const EnvSchema = Type.Object({
   REDIS_PREFIX: text('lc:', 'a key prefix without spaces or braces, like lc: or myapp-prod:', '^[^\\s{}]+$'),
   // At most 60 s: SPEC §9 drops a dead instance's participants within a minute.
   REDIS_PRESENCE_TTL_MS: int(45000, 300, 60000),
+  REDIS_COMMAND_TIMEOUT_MS: ms(1000, 100),
 
   LOG_DIR: text('./logs', 'a folder path', '\\S'),
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),

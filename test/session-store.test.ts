@@ -32,7 +32,7 @@ t.before(async () => { redis = await startRedis(t) })
 
 /** A Redis store under its own prefix, so tests never see each other's keys. */
 async function redisStore (t: Test, { ttlMs = 60_000, presenceTtlMs = 45_000 }: StoreOptions = {}, prefix = `t${randomUUID().slice(0, 8)}:`) {
-  const connections = createRedisConnections({ url: redis.url, log: silent })
+  const connections = createRedisConnections({ url: redis.url, commandTimeoutMs: 5000, log: silent })
   t.teardown(() => connections.close())
   t.equal(await connections.whenReady(5000), 'ok')
   const store = createRedisSessionStore({ redis: connections.client, keys: redisKeys(prefix), ttlMs, presenceTtlMs })
