@@ -46,6 +46,8 @@ export const EnvSchema = Type.Object({
   SESSION_TTL_MS: ms(1800000, 1000),
   SESSION_MAX_PARTICIPANTS: int(10, 2, 1000),
   SESSION_MEMORY_MB: int(256, 1),
+  COMPANION_HISTORY_KEPT: int(200, 2, 10000),
+  IDEMPOTENCY_TTL_MS: ms(600000, 1000),
 
   RATE_LIMIT_MAX: int(100, 1),
   RATE_LIMIT_WINDOW_MS: ms(900000, 1000),
@@ -156,6 +158,10 @@ function checkCrossField (config: Config): void {
   parseOrigins(config.CORS_ORIGIN)
   if (config.MEMORY_WARN_MB > config.MEMORY_LIMIT_MB) {
     throw new ConfigError('MEMORY_WARN_MB', `at most MEMORY_LIMIT_MB (${config.MEMORY_LIMIT_MB})`)
+  }
+  // Everything sent to the model must be among the turns the session keeps.
+  if (config.COMPANION_HISTORY_KEPT < config.AI_HISTORY_MESSAGES) {
+    throw new ConfigError('COMPANION_HISTORY_KEPT', `at least AI_HISTORY_MESSAGES (${config.AI_HISTORY_MESSAGES})`)
   }
   if (config.SLOW_DOWN_MAX_DELAY_MS < config.SLOW_DOWN_DELAY_MS) {
     throw new ConfigError('SLOW_DOWN_MAX_DELAY_MS', `at least SLOW_DOWN_DELAY_MS (${config.SLOW_DOWN_DELAY_MS})`)

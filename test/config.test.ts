@@ -21,6 +21,8 @@ t.test('defaults are the documented ones (SPEC §1)', async (t) => {
     AI_MAX_CONCURRENCY: 64,
     SESSION_TTL_MS: 1800000,
     SESSION_MAX_PARTICIPANTS: 10,
+    COMPANION_HISTORY_KEPT: 200,
+    IDEMPOTENCY_TTL_MS: 600000,
     RATE_LIMIT_MAX: 100,
     RATE_LIMIT_WINDOW_MS: 900000,
     AI_RATE_LIMIT_MAX: 10,
@@ -95,7 +97,10 @@ const invalid: Array<[Record<string, string>, string]> = [
   [{ NODE_ENV: 'prod' }, 'Invalid configuration: NODE_ENV must be one of development, production, test'],
   [{ LOG_MAX_SIZE: 'ten' }, 'Invalid configuration: LOG_MAX_SIZE must be a size like 500k, 10m or 1g'],
   [{ CORS_ORIGIN: 'https://app.example.com/path' }, 'Invalid configuration: CORS_ORIGIN must be a comma-separated list of origins like https://app.example.com (got an entry that is not a bare http(s) origin)'],
-  [{ MEMORY_WARN_MB: '2000' }, 'Invalid configuration: MEMORY_WARN_MB must be at most MEMORY_LIMIT_MB (1024)']
+  [{ MEMORY_WARN_MB: '2000' }, 'Invalid configuration: MEMORY_WARN_MB must be at most MEMORY_LIMIT_MB (1024)'],
+  [{ COMPANION_HISTORY_KEPT: '19' }, 'Invalid configuration: COMPANION_HISTORY_KEPT must be at least AI_HISTORY_MESSAGES (20)'],
+  [{ COMPANION_HISTORY_KEPT: '1', AI_HISTORY_MESSAGES: '0' }, 'Invalid configuration: COMPANION_HISTORY_KEPT must be an integer from 2 to 10000'],
+  [{ IDEMPOTENCY_TTL_MS: '999' }, 'Invalid configuration: IDEMPOTENCY_TTL_MS must be an integer from 1000 to 2147483647']
 ]
 
 t.test('invalid values are refused with one line naming the variable', async (t) => {

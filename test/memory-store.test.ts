@@ -42,9 +42,9 @@ t.test('the estimate: text as UTF-16 plus a fixed allowance per session and per 
   t.equal(store.bytes, 0)
   const companion = await store.createCompanion(persona)
   t.equal(store.bytes, COMPANION_BYTES)
-  await store.appendTurns(companion.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'hello' }], 20)
+  await store.appendTurns(companion.id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'hello', timestamp: 0 }], 20)
   t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 10), '128 per turn plus its text')
-  await store.appendTurns(companion.id, [{ role: 'user', text: 'bye' }], 1)
+  await store.appendTurns(companion.id, [{ role: 'user', text: 'bye', timestamp: 0 }], 1)
   t.equal(store.bytes, COMPANION_BYTES + 128 + 6, 'trimmed turns no longer count')
 
   const code = 'c'.repeat(64)
@@ -80,7 +80,7 @@ t.test('over budget, the least recently active sessions are evicted first', asyn
   t.same(await ids(store, [b.id, c.id, d.id, big.id]), [false, false, true, true], 'as many as it takes, oldest first')
   t.equal(store.bytes, 3 * COMPANION_BYTES)
   t.same(evictions, [1, 2])
-  t.equal(await store.appendTurns(a.id, [{ role: 'user', text: 'hi' }], 20), undefined, 'an evicted session is gone, like an expired one')
+  t.equal(await store.appendTurns(a.id, [{ role: 'user', text: 'hi', timestamp: 0 }], 20), undefined, 'an evicted session is gone, like an expired one')
 })
 
 t.test('activity moves a session to the most recently active end; reads do not', async (t) => {
@@ -93,7 +93,7 @@ t.test('activity moves a session to the most recently active end; reads do not',
   await store.leave('r', 'u1') // an empty room: evictable
   const c = await store.createCompanion(persona)
   clock.now = 10
-  t.equal((await store.appendTurns(a.id, [{ role: 'user', text: 'hi' }], 0))?.lastActivity, 10, 'a kept no turn but was active')
+  t.equal((await store.appendTurns(a.id, [{ role: 'user', text: 'hi', timestamp: 0 }], 0))?.lastActivity, 10, 'a kept no turn but was active')
   t.ok(await store.get(b.id), 'reading b is not activity')
   await store.appendEvent('r', chatMessage('r', 'hello'), 50)
   t.equal(store.bytes, 3 * COMPANION_BYTES + ROOM + MESSAGE, 'at the budget, not over it')
@@ -206,7 +206,7 @@ t.test('the session being written is never evicted, even when it alone exceeds t
   t.equal(other.ok, true)
   const a = await store.createCompanion(persona)
   t.equal(await store.get('other'), undefined, 'the older empty room made way')
-  const written = await store.appendTurns(a.id, [{ role: 'user', text: 'x'.repeat(2000) }], 20)
+  const written = await store.appendTurns(a.id, [{ role: 'user', text: 'x'.repeat(2000), timestamp: 0 }], 20)
   t.equal(written?.history.length, 1)
   t.ok(await store.get(a.id))
   t.equal(store.bytes, COMPANION_BYTES + 128 + 4000)
@@ -222,8 +222,8 @@ t.test('the total returns to 0 when everything is deleted, expired or swept', as
   const b = await store.createCompanion(persona)
   const c = await store.createCompanion(persona)
   for (const session of [a, b, c]) {
-    await store.appendTurns(session.id, [{ role: 'user', text: 'héllo 👋' }, { role: 'model', text: 'hi' }], 3)
-    await store.appendTurns(session.id, [{ role: 'user', text: 'more' }], 3)
+    await store.appendTurns(session.id, [{ role: 'user', text: 'héllo 👋', timestamp: 0 }, { role: 'model', text: 'hi', timestamp: 0 }], 3)
+    await store.appendTurns(session.id, [{ role: 'user', text: 'more', timestamp: 0 }], 3)
   }
   await store.join('r1', sam, 10)
   await store.join('r1', { userId: 'u2', playerName: 'Alex' }, 10)
@@ -266,7 +266,7 @@ t.test('10,000 sessions under a small budget keep the total within it', async (t
       await store.leave(code, 'u1')
     } else {
       const session = await store.createCompanion(persona)
-      await store.appendTurns(session.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'x'.repeat(300) }], 20)
+      await store.appendTurns(session.id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'x'.repeat(300), timestamp: 0 }], 20)
     }
     highest = Math.max(highest, store.bytes)
   }
@@ -276,6 +276,29 @@ t.test('10,000 sessions under a small budget keep the total within it', async (t
   t.ok(companion + multiplayer > 10, 'and the newest are kept')
   t.ok(evictions.length > 9000)
   t.equal(evictions.reduce((sum, count) => sum + count, 0), 10_000 - companion - multiplayer, 'every other session was evicted')
+})
+
+t.test('regenerated replies count in the budget with their alternatives; idempotency records have their own share', async (t) => {
+  const { store } = setup(t, { maxBytes: 64 * 1024 })
+  const { id } = await store.createCompanion(persona)
+  await store.appendTurns(id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'a'.repeat(100), timestamp: 0 }], 20)
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 200))
+  await store.reviseReply(id, { role: 'model', text: 'b'.repeat(50), timestamp: 1 }, 20)
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 100 + 200), 'the reply and its alternative')
+  for (let i = 0; i < 5; i++) await store.reviseReply(id, { role: 'model', text: 'c'.repeat(10), timestamp: 2 }, 20)
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 20 + 4 * 20), 'four alternatives of 10 characters: the older ones no longer count')
+
+  // An eighth of the 64 KiB budget, 8,192 bytes, holds three records of
+  // 128 + 2 × (2-character key + 1-character fingerprint + 1,000-character body) = 2,134 bytes.
+  const body = 'x'.repeat(1000)
+  for (let i = 0; i < 10; i++) {
+    const key = `k${i}`
+    await store.beginRequest(key, 'f', 1000)
+    await store.endRequest(key, { state: 'done', fingerprint: 'f', response: { statusCode: 200, body } }, 1000)
+  }
+  for (const key of ['k7', 'k8', 'k9']) t.match(await store.beginRequest(key, 'f', 1000), { claimed: false, record: { state: 'done' } }, `${key} is kept`)
+  t.match(await store.beginRequest('k6', 'f', 1000), { claimed: true }, 'older records were forgotten early')
+  t.equal(store.bytes, COMPANION_BYTES + (128 + 4) + (128 + 20 + 4 * 20), 'and sessions are not evicted for them')
 })
 
 t.test('SESSION_MEMORY_MB: 256 by default, an integer ≥ 1', async (t) => {

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { createRedisConnections } from '../src/services/redis/connection.js'
 import { redisKeys } from '../src/services/redis/keys.js'
 import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
 import { createRedisSessionStore } from '../src/services/sessions/redis-store.js'
 import { newSessionId, type SessionEvent, type SessionStore } from '../src/services/sessions/store.js'
+import { companionStoreSuite } from './companion-store-suite.js'
 import { startRedis, type RedisServer } from './redis-server.js'
 
 /*
@@ -57,23 +59,23 @@ for (const [name, create] of Object.entries(factories)) {
       const session = await store.createCompanion(persona)
       t.match(session.id, /^[A-Za-z0-9_-]{22}$/)
       t.match(session, { kind: 'companion', persona, history: [], messageCount: 0 })
-      t.ok(session.createdAt >= before && session.lastActivity >= session.createdAt)
+      t.ok(session.createdAt >= before && session.createdAt === session.lastActivity)
       t.same(await store.get(session.id), session)
       t.equal(await store.get('nobody'), undefined)
-      t.equal(await store.appendTurns('nobody', [{ role: 'user', text: 'hi' }], 20), undefined)
+      t.equal(await store.appendTurns('nobody', [{ role: 'user', text: 'hi', timestamp: 0 }], 20), undefined)
     })
 
     t.test('turns are appended in order, the last `keep` kept, every one counted', async (t) => {
       const store = await create(t)
       const { id } = await store.createCompanion(persona)
-      const turns = [{ role: 'user' as const, text: 'héllo 👋 "quoted" \\ / <b>' }, { role: 'model' as const, text: 'hi' }]
+      const turns = [{ role: 'user' as const, text: 'héllo 👋 "quoted" \\ / <b>', timestamp: 1 }, { role: 'model' as const, text: 'hi', timestamp: 2, alternatives: ['an "older" one'] }]
       const first = await store.appendTurns(id, turns, 3)
       t.same(first?.history, turns, 'any text survives the round trip')
-      await store.appendTurns(id, [{ role: 'user', text: 'a' }, { role: 'model', text: 'b' }], 3)
+      await store.appendTurns(id, [{ role: 'user', text: 'a', timestamp: 0 }, { role: 'model', text: 'b', timestamp: 0 }], 3)
       const kept = await store.get(id)
       t.same(kept?.kind === 'companion' && kept.history.map((turn) => turn.text), [turns[1].text, 'a', 'b'])
       t.equal(kept?.messageCount, 4)
-      const none = await store.appendTurns(id, [{ role: 'user', text: 'c' }], 0)
+      const none = await store.appendTurns(id, [{ role: 'user', text: 'c', timestamp: 0 }], 0)
       t.same(none?.history, [], 'keep 0 keeps none')
       t.equal(none?.messageCount, 5)
       t.ok((none?.lastActivity ?? 0) >= (kept?.lastActivity ?? Infinity), 'an append is activity')
@@ -168,7 +170,7 @@ for (const [name, create] of Object.entries(factories)) {
       const started = Date.now()
       // Activity renews the TTL: keep `active` busy until the others have expired.
       while (Date.now() - started < ttlMs + 500) {
-        await store.appendTurns(active.id, [{ role: 'user', text: 'still here' }], 20)
+        await store.appendTurns(active.id, [{ role: 'user', text: 'still here', timestamp: 0 }], 20)
         await new Promise((resolve) => setTimeout(resolve, 100))
       }
       t.ok(await store.get(active.id), 'the active one lives')
@@ -177,6 +179,8 @@ for (const [name, create] of Object.entries(factories)) {
       t.match(await store.get(live), { participants: [alex] }, 'a room with someone connected lives')
       t.same(await store.counts(), { companion: 1, multiplayer: 1 })
     })
+
+    companionStoreSuite(t, async (t) => ({ store: await create(t), advance: (ms) => sleep(ms) }))
   })
 }
 
@@ -193,7 +197,7 @@ t.test('redis store only', async (t) => {
     const { prefix } = store
     t.same(await keysOf(prefix), [], 'nothing before')
     const companion = await store.createCompanion(persona)
-    await store.appendTurns(companion.id, [{ role: 'user', text: 'hi' }], 20)
+    await store.appendTurns(companion.id, [{ role: 'user', text: 'hi', timestamp: 0 }], 20)
     await store.join('r1', sam, 10)
     await store.appendEvent('r1', chatMessage('r1', 'hello'), 50)
     await store.join('r1', alex, 10)

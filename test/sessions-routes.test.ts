@@ -131,7 +131,7 @@ t.test('the sweep removes expired sessions; 10,000 created and expired leave the
   t.teardown(() => store.close())
   for (let i = 0; i < 10_000; i++) {
     const session = await store.createCompanion(companionConfig)
-    await store.appendTurns(session.id, [{ role: 'user', text: 'hi' }, { role: 'model', text: 'hello' }], 20)
+    await store.appendTurns(session.id, [{ role: 'user', text: 'hi', timestamp: 0 }, { role: 'model', text: 'hello', timestamp: 0 }], 20)
   }
   for (let i = 0; i < 100; i++) {
     await store.join(`room-${i}`, { userId: 'u', playerName: 'Sam' }, 10)

@@ -4,7 +4,7 @@ import { WebSocketServer } from 'ws'
 import { Errors } from '../src/errors.js'
 import { createChatHub, type ChatHub, type ChatHubOptions, type Member } from '../src/services/chat/hub.js'
 import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
-import type { ChatTurn, MultiplayerSession, Participant, Persona, SessionStore } from '../src/services/sessions/store.js'
+import type { MultiplayerSession, Participant, Persona, RequestRecord, SessionStore, StoredTurn } from '../src/services/sessions/store.js'
 import { createWsGateway } from '../src/services/chat/gateway.js'
 import { TestClient } from './ws-client.js'
 
@@ -97,7 +97,12 @@ class WritesFailingStore implements SessionStore {
   constructor (private readonly reachable: SessionStore) {}
   get (id: string) { return this.reachable.get(id) }
   createCompanion (persona: Persona) { return this.reachable.createCompanion(persona) }
-  appendTurns (id: string, turns: ChatTurn[], keep: number) { return this.reachable.appendTurns(id, turns, keep) }
+  appendTurns (id: string, turns: StoredTurn[], keep: number) { return this.reachable.appendTurns(id, turns, keep) }
+  reviseReply (id: string, reply: StoredTurn, keep: number) { return this.reachable.reviseReply(id, reply, keep) }
+  lockReply (id: string, token: string, ttlMs: number) { return this.reachable.lockReply(id, token, ttlMs) }
+  unlockReply (id: string, token: string) { return this.reachable.unlockReply(id, token) }
+  beginRequest (key: string, fingerprint: string, ttlMs: number) { return this.reachable.beginRequest(key, fingerprint, ttlMs) }
+  endRequest (key: string, record: RequestRecord & { state: 'done' | 'failed' }, ttlMs: number) { return this.reachable.endRequest(key, record, ttlMs) }
   join (id: string, participant: Participant, maxParticipants: number) { return this.reachable.join(id, participant, maxParticipants) }
   leave (id: string, userId: string) { return this.reachable.leave(id, userId) }
   async appendEvent (): Promise<MultiplayerSession | undefined> { throw this.failure }

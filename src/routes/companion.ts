@@ -5,31 +5,46 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { Errors, withFields } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
 import {
-  ChatBody, ChatEventStream, ChatResponse, ChatUnavailable, CompanionConfig,
-  InitializeBody, InitializeResponse, InitializeUnavailable
+  ChatBody, ChatEventStream, ChatResponse, ChatUnavailable, CompanionConfig, IdempotencyHeaders,
+  InitializeBody, InitializeResponse, InitializeUnavailable, RegenerateBody
 } from '../schemas/companion.js'
 import { AiUnavailableError, type CompanionReply } from '../services/ai/service.js'
-import type { ChatTurn, CompanionSession, Persona } from '../services/sessions/store.js'
+import { createIdempotency, type IdempotentRun } from '../services/companion/idempotency.js'
+import { createReplyLock, longestReplyMs } from '../services/companion/reply-lock.js'
+import type { CompanionSession, Persona, StoredTurn } from '../services/sessions/store.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set while a request with an Idempotency-Key runs (SPEC §2.5); it ends with the response. */
+    idempotency: IdempotentRun | null
+  }
+}
 
 /*
- * SPEC §2.1–2.2: create a companion session with its greeting; chat in it,
- * as JSON or as Server-Sent Events. The history keeps what the user said and
- * what the model said, never a fallback in the model's place.
+ * SPEC §2.1–2.5: create a companion session with its greeting; chat in it
+ * and regenerate its last reply, as JSON or as Server-Sent Events. The
+ * history keeps what the user said and what the model said, never a
+ * fallback in the model's place. All three routes take an Idempotency-Key,
+ * and a session generates one reply at a time.
  */
 
-/** SPEC §2.1 limits apply after trimming: trim every string field (two levels deep) before validation. */
-function trimBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-  trimStrings(request.body, 2)
+/**
+ * SPEC §2.1 limits apply after trimming, and (issue 15) after NFKC: the
+ * persona is normalised for the prompt, and one character can become 18.
+ * So every string field (two levels deep) is normalised before validation.
+ */
+function normaliseBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  normaliseStrings(request.body, 2)
   done()
 }
 
-function trimStrings (value: unknown, depth: number): void {
+function normaliseStrings (value: unknown, depth: number): void {
   if (depth === 0 || typeof value !== 'object' || value === null || Array.isArray(value)) return
   const record = value as Record<string, unknown>
   for (const key of Object.keys(record)) {
     const field = record[key]
-    if (typeof field === 'string') record[key] = field.trim()
-    else trimStrings(field, depth - 1)
+    if (typeof field === 'string') record[key] = field.normalize('NFKC').trim()
+    else normaliseStrings(field, depth - 1)
   }
 }
 
@@ -52,27 +67,73 @@ function disconnectSignal (reply: FastifyReply): AbortSignal {
 
 const wantsEventStream = (request: FastifyRequest) => request.headers.accept?.includes('text/event-stream') === true
 
-/** What an exchange leaves in the history; `reply` undefined: the AI was unavailable (the message stays). */
-function turnsFor (message: string, reply?: CompanionReply): ChatTurn[] {
-  if (reply?.blocked === true) return []
-  const user: ChatTurn = { role: 'user', text: message }
-  return reply === undefined || reply.fallback ? [user] : [user, { role: 'model', text: reply.text }]
-}
+/** A reply the history keeps: the model's own, not a fallback or a withheld one. */
+const modelTurn = (reply: CompanionReply | undefined, at: number): StoredTurn | undefined =>
+  reply === undefined || reply.fallback ? undefined : { role: 'model', text: reply.text, timestamp: at }
 
-const replyMeta = (persona: Persona, reply: CompanionReply) => ({
+const replyMeta = (persona: Persona, reply: CompanionReply, at: number) => ({
   companionName: persona.name,
-  timestamp: new Date().toISOString(),
+  timestamp: new Date(at).toISOString(),
   fallback: reply.fallback,
   blocked: reply.blocked ? true as const : undefined
 })
 
 const sse = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
 
-const companion: FastifyPluginAsyncTypebox = async (app) => {
-  const { ai, sessions } = app
-  const keep = app.config.AI_HISTORY_MESSAGES
+/** One reply to generate: the message, the turns before it, and what to keep once it is known. */
+interface Exchange {
+  session: CompanionSession
+  /** The turns before the message (the AI service sends the last AI_HISTORY_MESSAGES of them). */
+  context: readonly StoredTurn[]
+  message: string
+  /** Keeps what the exchange leaves in the history; `reply` undefined: the AI was unavailable. */
+  keep: (reply: CompanionReply | undefined, at: number) => Promise<unknown>
+}
 
-  app.addHook('preValidation', trimBody)
+const companion: FastifyPluginAsyncTypebox = async (app) => {
+  const { ai, sessions, config } = app
+  const keep = config.COMPANION_HISTORY_KEPT
+  const logFailure = (what: string) => (error: unknown) => app.log.error({ errType: (error as Error).name }, what)
+
+  // The policy of SPEC §2.5 over state in the session store (shared in Redis mode).
+  const replyLock = createReplyLock({ store: sessions, ttlMs: longestReplyMs(config), onStoreError: logFailure('freeing a reply lock failed') })
+  const idempotency = createIdempotency({
+    store: sessions,
+    ttlMs: config.IDEMPOTENCY_TTL_MS,
+    runningTtlMs: longestReplyMs(config),
+    onStoreError: logFailure('ending an idempotency record failed')
+  })
+
+  app.decorateRequest('idempotency', null)
+  app.addHook('preValidation', normaliseBody)
+
+  /**
+   * SPEC §2.5, after validation (the key's format, the body to fingerprint)
+   * and before the handler: a repeat is answered here, from the record.
+   * Keys are scoped per route and client IP.
+   */
+  app.addHook('preHandler', async (request, reply) => {
+    const key = request.headers['idempotency-key']
+    if (typeof key !== 'string') return
+    const started = await idempotency.start(`${request.routeOptions.url}:${request.ip}`, key, request.body)
+    if (started.replay !== undefined) {
+      return reply.code(started.replay.statusCode).header('idempotent-replayed', 'true')
+        .type('application/json; charset=utf-8').send(started.replay.body)
+    }
+    request.idempotency = started
+    // A response that ended without an outcome (client gone, stream broken) is a failure.
+    // (Ending never rejects: a store error is reported by the idempotency service.)
+    finished(reply.raw, () => { started.fail() })
+  })
+
+  /** A JSON response is remembered before it is sent, so a repeat arriving right after it is a replay. */
+  app.addHook('onSend', async (request, reply, payload) => {
+    const run = request.idempotency
+    if (run === null || run.ended) return payload
+    if (reply.statusCode >= 300) await run.fail()
+    else if (typeof payload === 'string') await run.succeed({ statusCode: reply.statusCode, body: payload })
+    return payload
+  })
 
   /** AiUnavailableError → 503 AI_UNAVAILABLE carrying the fallback (SPEC §4.5); anything else as it is. */
   const unavailable = (error: unknown, sessionId: string, field: 'greeting' | 'message') =>
@@ -80,42 +141,132 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       ? withFields(new Errors.AI_UNAVAILABLE(), { fallback: true, retryAfter: error.retryAfterSeconds, sessionId, [field]: error.fallbackText })
       : error
 
-  const chatBody = (session: CompanionSession, reply: CompanionReply) =>
-    ({ sessionId: session.id, message: reply.text, ...replyMeta(session.persona, reply) })
+  const chatBody = (session: CompanionSession, reply: CompanionReply, at: number) =>
+    ({ sessionId: session.id, message: reply.text, ...replyMeta(session.persona, reply, at) })
 
-  /** SPEC §2.2: a live companion session, else a new one from companionConfig, else 404. */
-  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>): Promise<CompanionSession> {
-    const existing = sessionId === undefined ? undefined : await sessions.get(sessionId)
-    if (existing?.kind === 'companion') return existing
-    if (companionConfig !== undefined) return sessions.createCompanion(toPersona(companionConfig))
-    throw new Errors.SESSION_NOT_FOUND()
+  /** The session as it is now (after taking its lock), or 404; `multiplayer` says what a multiplayer id is. */
+  async function companionSession (id: string, multiplayer: () => Error = () => new Errors.SESSION_NOT_FOUND()): Promise<CompanionSession> {
+    const session = await sessions.get(id)
+    if (session === undefined) throw new Errors.SESSION_NOT_FOUND()
+    if (session.kind !== 'companion') throw multiplayer()
+    return session
   }
 
-  async function failed (error: unknown, session: CompanionSession, message: string): Promise<unknown> {
-    if (error instanceof AiUnavailableError) await sessions.appendTurns(session.id, turnsFor(message), keep)
-    return unavailable(error, session.id, 'message')
+  async function liveCompanion (id: string | undefined): Promise<CompanionSession | undefined> {
+    const session = id === undefined ? undefined : await sessions.get(id)
+    return session?.kind === 'companion' ? session : undefined
+  }
+
+  /**
+   * SPEC §2.2: a live companion session, else (SPEC §2.5) the one a failed
+   * attempt of this idempotent request made, else a new one from
+   * companionConfig, else 404.
+   */
+  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>, run: IdempotentRun | null): Promise<CompanionSession> {
+    const session = await liveCompanion(sessionId) ?? await liveCompanion(run?.retrying?.sessionId) ??
+      (companionConfig === undefined ? undefined : await sessions.createCompanion(toPersona(companionConfig)))
+    if (session === undefined) throw new Errors.SESSION_NOT_FOUND()
+    if (run !== null) run.sessionId = session.id
+    return session
+  }
+
+  /** A new message: the user's turn is kept even when the AI fails (§4.5), not when a filter withheld the reply (§4.7). */
+  function newMessage (session: CompanionSession, message: string, receivedAt: number): Exchange {
+    return {
+      session,
+      context: session.history,
+      message,
+      keep: async (reply, at) => {
+        if (reply?.blocked === true) return
+        const user: StoredTurn = { role: 'user', text: message, timestamp: receivedAt }
+        const model = modelTurn(reply, at)
+        await sessions.appendTurns(session.id, model === undefined ? [user] : [user, model], keep)
+      }
+    }
+  }
+
+  /** SPEC §2.4: the last user message answered again; its reply (if any) becomes an alternative. */
+  function answerAgain (session: CompanionSession): Exchange | undefined {
+    const index = session.history.findLastIndex((turn) => turn.role === 'user')
+    if (index === -1) return undefined
+    return {
+      session,
+      context: session.history.slice(0, index),
+      message: session.history[index].text,
+      keep: async (reply, at) => {
+        const model = modelTurn(reply, at)
+        if (model !== undefined) await sessions.reviseReply(session.id, model, keep)
+      }
+    }
+  }
+
+  async function failed (error: unknown, exchange: Exchange): Promise<unknown> {
+    if (error instanceof AiUnavailableError) await exchange.keep(undefined, Date.now())
+    return unavailable(error, exchange.session.id, 'message')
+  }
+
+  /**
+   * SPEC §2.5: generates a reply holding the session's lock (409
+   * SESSION_BUSY when another reply is being generated), reading the session
+   * only once the lock is held. The lock is freed once the reply is kept,
+   * before the client sees the end of it.
+   */
+  async function generate (request: FastifyRequest, reply: FastifyReply, sessionId: string, prepare: () => Promise<Exchange>) {
+    const release = await replyLock.hold(sessionId)
+    let exchange: Exchange
+    try {
+      exchange = await prepare()
+    } catch (error) {
+      await release()
+      throw error
+    }
+    const signal = disconnectSignal(reply)
+    if (wantsEventStream(request)) return streamReply(request, reply, exchange, signal, release)
+    const { session, context, message } = exchange
+    try {
+      let result: CompanionReply
+      try {
+        result = await ai.reply(session.persona, context, message, { signal })
+      } catch (error) {
+        if (signal.aborted) return
+        throw await failed(error, exchange)
+      }
+      const at = Date.now()
+      await exchange.keep(result, at)
+      return chatBody(session, result, at)
+    } finally {
+      await release()
+    }
   }
 
   /**
    * The reply as Server-Sent Events. Headers go out with the first chunk, so
    * a failure before it is still a plain 503 with Retry-After; a failure
-   * after it ends the stream with an `error` event.
+   * after it ends the stream with an `error` event. An idempotent request is
+   * remembered as the JSON body of its `done` event.
    */
-  async function streamChat (reply: FastifyReply, session: CompanionSession, message: string, signal: AbortSignal) {
-    const replies = ai.replyStream(session.persona, session.history, message, { signal })
-    // The AI request ends with the response, however that ends: a client gone
-    // mid-stream, or even before the stream below was first read (a stream
-    // destroyed unread never runs its generator, so a `finally` there would be
-    // skipped and the request would keep its concurrency slot and never report).
+  async function streamReply (request: FastifyRequest, reply: FastifyReply, exchange: Exchange, signal: AbortSignal, release: () => Promise<void>) {
+    const { session, context, message } = exchange
+    const replies = ai.replyStream(session.persona, context, message, { signal })
+    // The AI request and the lock end with the response, however that ends: a
+    // client gone mid-stream, or even before the stream below was first read
+    // (a stream destroyed unread never runs its generator, so a `finally`
+    // there would be skipped and the request would keep its concurrency slot
+    // and never report).
     finished(reply.raw, () => {
-      replies.return(undefined as never).catch((error: unknown) => app.log.error({ errType: (error as Error).name }, 'ending an AI stream failed'))
+      replies.return(undefined as never).catch(logFailure('ending an AI stream failed'))
+      release() // never rejects: a store error is reported by the lock
     })
     let first: IteratorResult<string, CompanionReply>
     try {
       first = await replies.next()
     } catch (error) {
-      if (signal.aborted) return
-      throw await failed(error, session, message)
+      try {
+        if (signal.aborted) return
+        throw await failed(error, exchange)
+      } finally {
+        await release()
+      }
     }
 
     async function * events (): AsyncGenerator<string> {
@@ -130,12 +281,20 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
         const result = step.value
         // A fallback (offline, withheld before any text) arrives whole: it is the one chunk.
         if (!sent) yield sse('chunk', { text: result.text })
-        await sessions.appendTurns(session.id, turnsFor(message, result), keep)
-        yield sse('done', chatBody(session, result))
+        const at = Date.now()
+        await exchange.keep(result, at)
+        await release()
+        const body = chatBody(session, result, at)
+        await request.idempotency?.succeed({ statusCode: 200, body: JSON.stringify(body) })
+        yield sse('done', body)
       } catch (error) {
         if (!(error instanceof AiUnavailableError)) throw error
-        await sessions.appendTurns(session.id, turnsFor(message), keep)
+        await exchange.keep(undefined, Date.now())
+        await release()
+        await request.idempotency?.fail()
         yield sse('error', { error: new Errors.AI_UNAVAILABLE().message, code: 'AI_UNAVAILABLE', message: error.fallbackText })
+      } finally {
+        await release()
       }
     }
 
@@ -146,16 +305,33 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       .send(Readable.from(events()))
   }
 
+  // Chat and regenerate answer alike: JSON, or a stream with Accept: text/event-stream.
+  const replyResponses = {
+    200: {
+      content: {
+        'application/json': { schema: ChatResponse },
+        'text/event-stream': { schema: ChatEventStream }
+      }
+    },
+    503: ChatUnavailable,
+    ...errorResponses(400, 404, 409, 413, 415, 422, 429, 500)
+  }
+
   app.post('/api/ai-companion/initialize', {
     config: { aiRateLimit: true },
     schema: {
       summary: 'Create a companion session and get its greeting',
+      headers: IdempotencyHeaders,
       body: InitializeBody,
-      response: { 200: InitializeResponse, 503: InitializeUnavailable, ...errorResponses(400, 413, 415, 429, 500) }
+      response: { 200: InitializeResponse, 503: InitializeUnavailable, ...errorResponses(400, 409, 413, 415, 422, 429, 500) }
     }
   }, async (request, reply) => {
     const persona = toPersona(request.body.companionConfig)
-    const session = await sessions.createCompanion(persona)
+    // A retry of an initialize that got a 503 greets in the session that 503 named (still without a greeting).
+    const run = request.idempotency
+    const earlier = await liveCompanion(run?.retrying?.sessionId)
+    const session = earlier?.history.length === 0 ? earlier : await sessions.createCompanion(persona)
+    if (run !== null) run.sessionId = session.id
     const signal = disconnectSignal(reply)
     let greeting: CompanionReply
     try {
@@ -164,40 +340,51 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       if (signal.aborted) return
       throw unavailable(error, session.id, 'greeting')
     }
-    if (!greeting.fallback) await sessions.appendTurns(session.id, [{ role: 'model', text: greeting.text }], keep)
-    return { sessionId: session.id, greeting: greeting.text, ...replyMeta(persona, greeting) }
+    const at = Date.now()
+    // The greeting is the conversation's first model turn (not when it is a fallback).
+    const model = modelTurn(greeting, at)
+    if (model !== undefined) await sessions.appendTurns(session.id, [model], keep)
+    return { sessionId: session.id, greeting: greeting.text, ...replyMeta(persona, greeting, at) }
   })
 
   app.post('/api/ai-companion/chat', {
     config: { aiRateLimit: true },
     schema: {
       summary: 'Send a message, get the companion\'s reply (streamed as Server-Sent Events with Accept: text/event-stream)',
+      headers: IdempotencyHeaders,
       body: ChatBody,
-      response: {
-        200: {
-          content: {
-            'application/json': { schema: ChatResponse },
-            'text/event-stream': { schema: ChatEventStream }
-          }
-        },
-        503: ChatUnavailable,
-        ...errorResponses(400, 404, 413, 415, 429, 500)
-      }
+      response: replyResponses
     }
   }, async (request, reply) => {
+    const receivedAt = Date.now()
     const { message } = request.body
-    const session = await openSession(request.body)
-    const signal = disconnectSignal(reply)
-    if (wantsEventStream(request)) return streamChat(reply, session, message, signal)
-    let result: CompanionReply
-    try {
-      result = await ai.reply(session.persona, session.history, message, { signal })
-    } catch (error) {
-      if (signal.aborted) return
-      throw await failed(error, session, message)
+    const { id } = await openSession(request.body, request.idempotency)
+    const retry = request.idempotency?.retrying !== undefined
+    return generate(request, reply, id, async () => {
+      const session = await companionSession(id)
+      // SPEC §2.5: a retry after a 503 answers the message that 503 kept rather than keeping it twice.
+      const kept = session.history.at(-1)
+      const again = retry && kept?.role === 'user' && kept.text === message ? answerAgain(session) : undefined
+      return again ?? newMessage(session, message, receivedAt)
+    })
+  })
+
+  app.post('/api/ai-companion/regenerate', {
+    config: { aiRateLimit: true },
+    schema: {
+      summary: 'Answer the last user message again; the replaced reply is kept as an alternative (JSON or Server-Sent Events, like chat)',
+      headers: IdempotencyHeaders,
+      body: RegenerateBody,
+      response: replyResponses
     }
-    await sessions.appendTurns(session.id, turnsFor(message, result), keep)
-    return chatBody(session, result)
+  }, async (request, reply) => {
+    const { sessionId } = request.body
+    return generate(request, reply, sessionId, async () => {
+      const session = await companionSession(sessionId, () => new Errors.NOT_A_COMPANION_SESSION())
+      const exchange = answerAgain(session)
+      if (exchange === undefined) throw new Errors.NOTHING_TO_REGENERATE()
+      return exchange
+    })
   })
 }
 

@@ -2,7 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Errors, withFields } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
+import { SessionExport } from '../schemas/companion.js'
 import { SessionInfo, SessionNotFound, SessionParams } from '../schemas/sessions.js'
+import { exportConversation } from '../services/companion/export.js'
 import type { Session } from '../services/sessions/store.js'
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -55,6 +57,24 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
     if (session.kind !== 'companion') throw new Errors.SESSION_NOT_DELETABLE()
     await store.delete(id)
     return reply.code(204).send(null)
+  })
+
+  // SPEC §2.6. The session id is the credential, as for DELETE; the text is only ever in the response.
+  app.get('/api/sessions/:id/export', {
+    schema: {
+      summary: 'The whole companion conversation, as a JSON file to keep',
+      params: SessionParams,
+      response: { 200: SessionExport, 404: SessionNotFound, ...errorResponses(400, 409, 429, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    const session = await store.get(id)
+    if (session === undefined) throw notFound(id)
+    if (session.kind !== 'companion') throw new Errors.NOT_A_COMPANION_SESSION()
+    return reply
+      .header('content-disposition', `attachment; filename="lovers-code-${id}.json"`)
+      .header('cache-control', 'no-store')
+      .send(exportConversation(session))
   })
 }
 

@@ -3,9 +3,10 @@ import { ErrorBody, LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE, Timestamp } from
 import { SessionId } from './sessions.js'
 
 /*
- * SPEC §2.1–2.2. Lengths are Unicode code points (Ajv counts them so) of the
- * trimmed value (the companion routes trim before validating). Control
- * characters are refused except tab, CR and LF; a name has no CR/LF either.
+ * SPEC §2.1–2.6. Lengths are Unicode code points (Ajv counts them so) of the
+ * NFKC-normalised, trimmed value (the companion routes normalise before
+ * validating: NFKC can make one character eighteen). Control characters are
+ * refused except tab, CR and LF; a name has no CR/LF either.
  */
 
 const text = (maxLength: number, minLength = 1) =>
@@ -28,6 +29,20 @@ export const ChatBody = Type.Object({
   conversationId: Type.Optional(Type.Unknown({ description: 'Accepted and ignored (sent by the existing frontend)' }))
 }, { description: 'sessionId continues a live session; otherwise companionConfig starts a new one' })
 
+export const RegenerateBody = Type.Object({ sessionId: SessionId })
+
+/**
+ * SPEC §2.5. `patternProperties` keeps every other header: the server's Ajv
+ * removes properties a schema does not mention (removeAdditional: 'all').
+ */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,128}$',
+    patternMessage: 'must be 1–128 characters of A–Z, a–z, 0–9, _ or -',
+    description: 'A repeat with the same key and body gets the first (2xx) response again, with idempotent-replayed: true, and runs nothing'
+  }))
+}, { patternProperties: { '': {} } })
+
 const replyMeta = {
   companionName: Type.String(),
   timestamp: Timestamp,
@@ -37,6 +52,27 @@ const replyMeta = {
 
 export const InitializeResponse = Type.Object({ sessionId: Type.String(), greeting: Type.String(), ...replyMeta })
 export const ChatResponse = Type.Object({ sessionId: Type.String(), message: Type.String(), ...replyMeta })
+
+/** SPEC §2.6: the conversation for its user to keep, oldest first, the greeting first. */
+export const SessionExport = Type.Object({
+  sessionId: Type.String(),
+  kind: Type.Literal('companion'),
+  companion: Type.Object({
+    name: Type.String(),
+    personality: Type.String(),
+    identity: Type.String(),
+    gender: Type.String(),
+    role: Type.String()
+  }),
+  createdAt: Timestamp,
+  exportedAt: Timestamp,
+  messages: Type.Array(Type.Object({
+    role: Type.Union([Type.Literal('user'), Type.Literal('model')]),
+    text: Type.String(),
+    timestamp: Timestamp,
+    alternatives: Type.Optional(Type.Array(Type.String(), { description: 'Replies a regenerate replaced, oldest first (at most 4)' }))
+  }), { description: 'Every turn the session keeps (the last COMPANION_HISTORY_KEPT)' })
+})
 
 /**
  * SPEC §4.5: 503 AI_UNAVAILABLE with the persona-aware fallback the client

@@ -7,7 +7,9 @@
  * | key                                   | type   | holds                                                        | TTL                      |
  * | ------------------------------------- | ------ | ------------------------------------------------------------ | ------------------------ |
  * | `companion:{<id>}`                    | hash   | createdAt, lastActivity, messageCount (ms / count), persona (JSON) | SESSION_TTL_MS, renewed on activity |
- * | `companion:{<id>}:history`            | list   | the kept turns, oldest first, one JSON `{role, text}` each   | same                     |
+ * | `companion:{<id>}:history`            | list   | the kept turns, oldest first, one JSON `{role, text, timestamp, alternatives?}` each | same |
+ * | `companion:{<id>}:replying`           | string | the token of the request generating a reply (SPEC §2.5)      | the longest a reply takes |
+ * | `request:<route>:<ip>:<key>`          | string | an Idempotency-Key's record, JSON (SPEC §2.5)                | IDEMPOTENCY_TTL_MS (while running: the longest a reply takes) |
  * | `room:{<id>}`                         | hash   | createdAt, lastActivity, messageCount, joins (a counter that orders participants) | same, also renewed while someone is connected |
  * | `room:{<id>}:history`                 | list   | the last 50 recorded events, oldest first, one JSON `{event, data}` each | same           |
  * | `room:{<id>}:participants`            | hash   | userId → JSON `[joinOrder, playerName]`                      | same                     |
@@ -28,12 +30,14 @@ export function redisKeys (prefix: string) {
     prefix,
     companion: (id: string) => {
       const meta = companion(id)
-      return { meta, history: `${meta}:history` }
+      return { meta, history: `${meta}:history`, replying: `${meta}:replying` }
     },
     room: (id: string) => {
       const meta = room(id)
       return { meta, history: `${meta}:history`, participants: `${meta}:participants`, presence: `${meta}:presence` }
     },
+    /** An idempotency record; `key` is already scoped (route, client IP, Idempotency-Key). */
+    request: (key: string) => `${prefix}request:${key}`,
     companionIndex: `${prefix}sessions:companion`,
     roomIndex: `${prefix}sessions:room`,
     /** @fastify/rate-limit's `nameSpace`: it appends the client key (and a route part for child limits). */

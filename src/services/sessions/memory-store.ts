@@ -1,4 +1,4 @@
-import { newSessionId, type ChatTurn, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type Session, type SessionEvent, type SessionStore } from './store.js'
+import { MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type RequestRecord, type Session, type SessionEvent, type SessionStore, type StoredTurn } from './store.js'
 
 /*
  * The in-memory session store (the default without REDIS_URL): maps, a TTL
@@ -36,10 +36,17 @@ const SESSION_OVERHEAD_BYTES = 512
 const ENTRY_OVERHEAD_BYTES = 128
 /** The share of the budget idle sessions keep however much pinned ones hold (see `evict`). */
 const IDLE_RESERVE = 0.25
+/**
+ * The share of the budget idempotency records may hold besides the sessions;
+ * beyond it the oldest are forgotten early (a retry of theirs then runs again).
+ */
+const REQUEST_RECORDS_SHARE = 0.125
 
 const textBytes = (value: string) => value.length * 2
 
-const turnBytes = (turn: ChatTurn) => ENTRY_OVERHEAD_BYTES + textBytes(turn.text)
+const sum = <T>(items: readonly T[], size: (item: T) => number) => items.reduce((total, item) => total + size(item), 0)
+
+const turnBytes = (turn: StoredTurn) => ENTRY_OVERHEAD_BYTES + textBytes(turn.text) + sum(turn.alternatives ?? [], textBytes)
 
 const participantBytes = (p: Participant) => ENTRY_OVERHEAD_BYTES + textBytes(p.userId) + textBytes(p.playerName)
 
@@ -57,8 +64,6 @@ function eventBytes (event: SessionEvent): number {
 function personaBytes (persona: Persona): number {
   return textBytes(persona.name) + textBytes(persona.personality) + textBytes(persona.identity) + textBytes(persona.gender) + textBytes(persona.role)
 }
-
-const sum = <T>(items: readonly T[], size: (item: T) => number) => items.reduce((total, item) => total + size(item), 0)
 
 /** Keeps the last `keep` items of `list`, in place, and returns the bytes of those dropped. */
 function trimTo<T> (list: T[], keep: number, size: (item: T) => number): number {
@@ -139,8 +144,8 @@ export function createMemorySessionStore ({
    * active (last in `idle`, so `idle` stays in lastActivity order), then the
    * budget is kept.
    */
-  function written (session: Stored, delta: number): void {
-    session.lastActivity = now()
+  function written (session: Stored, delta: number, at = now()): void {
+    session.lastActivity = at
     const bytes = unsize(session) + delta
     total += delta
     if (isPinned(session)) {
@@ -175,7 +180,49 @@ export function createMemorySessionStore ({
     return removed
   }
 
-  const timer = setInterval(sweep, sweepIntervalMs).unref()
+  /*
+   * Reply locks and idempotency records (SPEC §2.5), each with its own
+   * expiry. Records hold response bodies, so their bytes are bounded too:
+   * past their share of the budget the oldest written go first.
+   */
+  const locks = new Map<string, { token: string, expiresAt: number }>()
+  const records = new Map<string, { record: RequestRecord, expiresAt: number, bytes: number }>()
+  let recordBytes = 0
+  const maxRecordBytes = maxBytes * REQUEST_RECORDS_SHARE
+
+  function forgetRecord (key: string): void {
+    recordBytes -= records.get(key)?.bytes ?? 0
+    records.delete(key)
+  }
+
+  function liveRecord (key: string): RequestRecord | undefined {
+    const entry = records.get(key)
+    if (entry !== undefined && entry.expiresAt <= now()) forgetRecord(key)
+    return records.get(key)?.record
+  }
+
+  function putRecord (key: string, record: RequestRecord, ttlMs: number): void {
+    forgetRecord(key)
+    const bytes = ENTRY_OVERHEAD_BYTES + textBytes(key) + textBytes(record.fingerprint) + (record.state === 'done' ? textBytes(record.response.body) : 0)
+    records.set(key, { record, expiresAt: now() + ttlMs, bytes })
+    recordBytes += bytes
+    for (const oldest of records.keys()) {
+      if (recordBytes <= maxRecordBytes) break
+      forgetRecord(oldest)
+    }
+  }
+
+  /** Locks and records have different lifetimes, so none of them is in expiry order: all are checked (off the request path). */
+  function sweepControls (): void {
+    const at = now()
+    for (const [id, lock] of locks) if (lock.expiresAt <= at) locks.delete(id)
+    for (const [key, entry] of records) if (entry.expiresAt <= at) forgetRecord(key)
+  }
+
+  const timer = setInterval(() => {
+    sweep()
+    sweepControls()
+  }, sweepIntervalMs).unref()
 
   return {
     sweep,
@@ -198,7 +245,7 @@ export function createMemorySessionStore ({
         kind: 'companion', id: newSessionId(), persona: { ...persona }, history: [], messageCount: 0, createdAt: at, lastActivity: at
       }
       companions.set(session.id, session)
-      written(session, SESSION_OVERHEAD_BYTES + textBytes(session.id) + personaBytes(persona))
+      written(session, SESSION_OVERHEAD_BYTES + textBytes(session.id) + personaBytes(persona), at)
       return session
     },
 
@@ -212,6 +259,41 @@ export function createMemorySessionStore ({
       return session
     },
 
+    async reviseReply (id, reply, keep) {
+      const session = live(companions, id)
+      if (session === undefined) return undefined
+      const last = session.history.at(-1)
+      if (last === undefined || last.role === 'user') return this.appendTurns(id, [reply], keep)
+      const before = turnBytes(last)
+      const alternatives = [...(last.alternatives ?? []), last.text].slice(-MAX_ALTERNATIVES)
+      const revised = { ...reply, alternatives }
+      session.history[session.history.length - 1] = revised
+      written(session, turnBytes(revised) - before)
+      return session
+    },
+
+    async lockReply (id, token, ttlMs) {
+      const held = locks.get(id)
+      if (held !== undefined && held.expiresAt > now()) return false
+      locks.set(id, { token, expiresAt: now() + ttlMs })
+      return true
+    },
+
+    async unlockReply (id, token) {
+      if (locks.get(id)?.token === token) locks.delete(id)
+    },
+
+    async beginRequest (key, fingerprint, ttlMs) {
+      const record = liveRecord(key)
+      if (record !== undefined && !(record.state === 'failed' && record.fingerprint === fingerprint)) return { claimed: false, record }
+      putRecord(key, { state: 'running', fingerprint }, ttlMs)
+      return record?.state === 'failed' ? { claimed: true, retrying: record } : { claimed: true }
+    },
+
+    async endRequest (key, record, ttlMs) {
+      putRecord(key, record, ttlMs)
+    },
+
     async join (id, participant, maxParticipants) {
       let session = live(multiplayers, id)
       // Joining a pinned session only adds a participant; pinning one is what holds memory for good.
@@ -221,7 +303,7 @@ export function createMemorySessionStore ({
         const at = now()
         session = { kind: 'multiplayer', id, participants: [], history: [], messageCount: 0, createdAt: at, lastActivity: at }
         multiplayers.set(id, session)
-        written(session, SESSION_OVERHEAD_BYTES + textBytes(id))
+        written(session, SESSION_OVERHEAD_BYTES + textBytes(id), at)
       }
       let delta = 0
       const already = session.participants.some((p) => p.userId === participant.userId)
@@ -267,6 +349,9 @@ export function createMemorySessionStore ({
 
     async close () {
       clearInterval(timer)
+      locks.clear()
+      records.clear()
+      recordBytes = 0
       companions.clear()
       multiplayers.clear()
       idle.clear()

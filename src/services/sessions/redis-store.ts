@@ -2,8 +2,12 @@ import type { Redis } from 'ioredis'
 import { Errors } from '../../errors.js'
 import type { RedisKeys } from '../redis/keys.js'
 import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
+import { companionScripts } from '../redis/scripts/companion.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
-import { newSessionId, type ChatTurn, type CompanionSession, type MultiplayerSession, type Participant, type SessionEvent, type SessionStore } from './store.js'
+import {
+  MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant, type RequestRecord,
+  type SessionEvent, type SessionStore, type StoredTurn
+} from './store.js'
 
 /*
  * The shared session store (REDIS_URL, SPEC §9): every instance reads and
@@ -50,7 +54,7 @@ function base (id: string, meta: Record<string, string>) {
 
 function toCompanion (id: string, [meta, history]: CompanionReply): CompanionSession {
   const values = fields(meta)
-  return { kind: 'companion', ...base(id, values), persona: JSON.parse(values.persona), history: history.map((turn) => JSON.parse(turn) as ChatTurn) }
+  return { kind: 'companion', ...base(id, values), persona: JSON.parse(values.persona), history: history.map((turn) => JSON.parse(turn) as StoredTurn) }
 }
 
 function toRoom (id: string, [meta, history, participants]: RoomReply): MultiplayerSession {
@@ -79,6 +83,7 @@ async function guarded<T> (operation: Promise<T>): Promise<T> {
 
 export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, now = Date.now }: RedisStoreOptions): RedisSessionStore {
   const scripts = defineScripts(redis, 'sessions', sessionScripts)
+  const companionOnly = defineScripts(redis, 'companion', companionScripts)
   /** Room id → the user ids this instance holds in it. */
   const mine = new Map<string, Set<string>>()
 
@@ -142,6 +147,32 @@ export function createRedisSessionStore ({ redis, keys, ttlMs, presenceTtlMs, no
     async appendTurns (id, turns, keep) {
       const reply = await guarded(scripts.appendTurns(companionKeys(id), writeArgs(id, keep, ...turns.map((turn) => JSON.stringify(turn)))))
       return reply === null ? undefined : toCompanion(id, reply as CompanionReply)
+    },
+
+    async reviseReply (id, { role, text, timestamp }, keep) {
+      const reply = JSON.stringify({ role, text, timestamp })
+      const session = await guarded(companionOnly.reviseReply(companionKeys(id), writeArgs(id, keep, reply, MAX_ALTERNATIVES)))
+      return session === null ? undefined : toCompanion(id, session as CompanionReply)
+    },
+
+    async lockReply (id, token, ttlMs) {
+      return await guarded(redis.set(keys.companion(id).replying, token, 'PX', ttlMs, 'NX')) === 'OK'
+    },
+
+    async unlockReply (id, token) {
+      await guarded(companionOnly.unlockReply([keys.companion(id).replying], [token]))
+    },
+
+    async beginRequest (key, fingerprint, ttlMs) {
+      const running: RequestRecord = { state: 'running', fingerprint }
+      const reply = await guarded(companionOnly.beginRequest([keys.request(key)], [fingerprint, ttlMs, JSON.stringify(running)])) as
+        ['claimed' | 'found', string]
+      if (reply[0] === 'found') return { claimed: false, record: JSON.parse(reply[1]) as RequestRecord }
+      return reply[1] === '' ? { claimed: true } : { claimed: true, retrying: JSON.parse(reply[1]) as FailedRequest }
+    },
+
+    async endRequest (key, record, ttlMs) {
+      await guarded(redis.set(keys.request(key), JSON.stringify(record), 'PX', ttlMs))
     },
 
     async join (id, participant, maxParticipants) {

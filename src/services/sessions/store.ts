@@ -14,10 +14,49 @@ export interface Persona {
   role: string
 }
 
+/** What the model is given of a turn. */
 export interface ChatTurn {
   role: 'user' | 'model'
   text: string
 }
+
+/** A turn as a companion session keeps it (SPEC §2.6). */
+export interface StoredTurn extends ChatTurn {
+  /** When it was said, in ms since the epoch. */
+  timestamp: number
+  /** The replies a regenerate replaced (model turns only), oldest first, at most MAX_ALTERNATIVES. */
+  alternatives?: string[]
+}
+
+/** SPEC §2.4: replaced replies a model turn keeps; older ones are dropped. */
+export const MAX_ALTERNATIVES = 4
+
+/** A remembered response of an idempotent request (SPEC §2.5): what the client is sent again. */
+export interface StoredResponse {
+  statusCode: number
+  /** The JSON body, serialised. */
+  body: string
+}
+
+/**
+ * An idempotency record (SPEC §2.5), identified by its key. `fingerprint`
+ * identifies the request body. `running`: the first request is still being
+ * answered; `done`: it succeeded and this is its response; `failed`: it ended
+ * in an error, which is not remembered (a repeat runs again, knowing that an
+ * attempt came before).
+ */
+export type RequestRecord =
+  | { state: 'running', fingerprint: string }
+  | FailedRequest
+  | { state: 'done', fingerprint: string, response: StoredResponse }
+
+/** `sessionId`: the session the failed attempt worked on, which may hold part of its work. */
+export interface FailedRequest { state: 'failed', fingerprint: string, sessionId?: string }
+
+/** `claimed`: the caller runs the request (`retrying`: the failed attempt it repeats). Otherwise the record found, unchanged. */
+export type RequestClaim =
+  | { claimed: true, retrying?: FailedRequest }
+  | { claimed: false, record: RequestRecord }
 
 export interface Participant {
   userId: string
@@ -41,7 +80,7 @@ interface SessionBase {
 export interface CompanionSession extends SessionBase {
   readonly kind: 'companion'
   readonly persona: Readonly<Persona>
-  readonly history: readonly ChatTurn[]
+  readonly history: readonly StoredTurn[]
 }
 
 export interface MultiplayerSession extends SessionBase {
@@ -68,7 +107,31 @@ export interface SessionStore {
   get: (id: string) => Promise<Session | undefined>
   createCompanion: (persona: Persona) => Promise<CompanionSession>
   /** Appends turns, keeps the last `keep`, and counts as activity. */
-  appendTurns: (id: string, turns: ChatTurn[], keep: number) => Promise<CompanionSession | undefined>
+  appendTurns: (id: string, turns: StoredTurn[], keep: number) => Promise<CompanionSession | undefined>
+  /**
+   * SPEC §2.4: `reply` answers the last user message again. After a user turn
+   * it is appended (keeping the last `keep`); otherwise it replaces the last
+   * (model) turn, whose text joins that turn's alternatives (the last
+   * MAX_ALTERNATIVES). Counts as activity.
+   */
+  reviseReply: (id: string, reply: StoredTurn, keep: number) => Promise<CompanionSession | undefined>
+  /**
+   * SPEC §2.5, one reply at a time: takes the session's reply lock under
+   * `token` unless another holder has it; it frees itself after `ttlMs` in
+   * case its holder dies. True when taken.
+   */
+  lockReply: (id: string, token: string, ttlMs: number) => Promise<boolean>
+  /** Frees the reply lock if `token` still holds it. */
+  unlockReply: (id: string, token: string) => Promise<void>
+  /**
+   * SPEC §2.5: claims `key` for a request with this body `fingerprint` when the
+   * key is new, or holds a failed attempt with the same fingerprint; the
+   * claim is `running` for `ttlMs` (in case its instance dies). Anything
+   * else is returned as found.
+   */
+  beginRequest: (key: string, fingerprint: string, ttlMs: number) => Promise<RequestClaim>
+  /** Ends a claimed request: its record becomes `done` (with the response) or `failed`, kept `ttlMs`. */
+  endRequest: (key: string, record: RequestRecord & { state: 'done' | 'failed' }, ttlMs: number) => Promise<void>
   /** Joins (creating the session if new) unless it already has `maxParticipants` others or is over capacity. */
   join: (id: string, participant: Participant, maxParticipants: number) => Promise<JoinResult>
   /** Removes a participant; the (possibly empty) session lives on until its TTL. */

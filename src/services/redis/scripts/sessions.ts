@@ -41,7 +41,8 @@ local function room (meta, history, participants)
 end
 `
 
-const script = (keys: number, body: string): LuaScript => ({ keys, lua: PRELUDE + body })
+/** A script with the helpers above. */
+export const script = (keys: number, body: string): LuaScript => ({ keys, lua: PRELUDE + body })
 
 /** KEYS for a room's writes: meta, history, participants, presence, room index. */
 const ROOM_KEYS = 5
