@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import aiPlugin from './plugins/ai.js'
 import configPlugin from './plugins/config.js'
+import connectionsPlugin from './plugins/connections.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin from './plugins/errors.js'
 import lifecyclePlugin from './plugins/lifecycle.js'
@@ -37,6 +38,7 @@ export async function buildApp (config: Config, logger: Logger, options: BuildOp
   // Order matters (SPEC: configuration, logging, security, rate limits,
   // metrics, AI, sessions, WebSocket chat, then routes):
   // - each plugin may use what the ones above it decorate (logFiles, metrics…);
+  // - connection caps with security: they act on sockets, before any request;
   // - lifecycle right after security: a request refused while draining has
   //   already got its request id and security headers, and is refused
   //   before rate limits, metrics or handlers see it;
@@ -50,6 +52,7 @@ export async function buildApp (config: Config, logger: Logger, options: BuildOp
   await app.register(loggingPlugin)
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
+  await app.register(connectionsPlugin)
   await app.register(lifecyclePlugin)
   await app.register(redisPlugin)
   await app.register(docsPlugin)

@@ -24,8 +24,12 @@ const text = (defaultValue: string, must: string, pattern?: string) =>
 const optionalText = (must: string, pattern?: string) =>
   Type.Optional(Type.String({ must, minLength: 1, ...(pattern === undefined ? {} : { pattern }) }))
 
-const oneOf = <T extends string>(defaultValue: T, values: readonly T[]) =>
-  Type.Union(values.map((value) => Type.Literal(value)), { default: defaultValue })
+const oneOf = <T extends string>(defaultValue: T | undefined, values: readonly T[]) =>
+  Type.Union(values.map((value) => Type.Literal(value)), defaultValue === undefined ? {} : { default: defaultValue })
+
+/** The AI providers of SPEC §4.9. */
+export const AI_PROVIDERS = ['gemini', 'openai', 'offline'] as const
+export type AiProviderName = typeof AI_PROVIDERS[number]
 
 export const EnvSchema = Type.Object({
   PORT: int(4000, 0, 65535),
@@ -34,9 +38,17 @@ export const EnvSchema = Type.Object({
   CORS_ORIGIN: text('http://localhost:5173', 'a comma-separated list of origins like https://app.example.com'),
   TRUST_PROXY: text('false', 'false, true, or a comma-separated list of proxy IPs/CIDRs (a hop count is not supported)'),
 
+  // Unset: derived from the variables below (aiProvider()).
+  AI_PROVIDER: Type.Optional(oneOf(undefined, AI_PROVIDERS)),
   GEMINI_API_KEY: Type.Optional(Type.String()),
   GEMINI_MODEL: text('gemini-2.5-flash', 'a model name like gemini-2.5-flash', '^[A-Za-z0-9._-]+$'),
   GEMINI_BASE_URL: optionalText('an http(s) URL', '^https?://\\S+$'),
+  GEMINI_THINKING_BUDGET: int(0, -1, 32768),
+  OPENAI_BASE_URL: optionalText('an http(s) URL like http://127.0.0.1:11434/v1', '^https?://\\S+$'),
+  OPENAI_API_KEY: Type.Optional(Type.String()),
+  OPENAI_MODEL: optionalText('a model name like llama3.2:3b (letters, digits and ._:/-)', '^[A-Za-z0-9._:/-]+$'),
+  AI_MAX_OUTPUT_TOKENS: int(512, 1, 65536),
+  AI_TEMPERATURE: Type.Number({ default: 0.9, minimum: 0, maximum: 2 }),
   AI_TIMEOUT_MS: ms(20000, 1),
   AI_MAX_ATTEMPTS: int(3, 1, 10),
   AI_RETRY_BASE_MS: ms(1000, 0),
@@ -48,6 +60,9 @@ export const EnvSchema = Type.Object({
   SESSION_MEMORY_MB: int(256, 1),
   COMPANION_HISTORY_KEPT: int(200, 2, 10000),
   IDEMPOTENCY_TTL_MS: ms(600000, 1000),
+  SESSION_MEMORY_PER_IP_PCT: int(10, 1, 100),
+  SESSION_CREATE_RATE: int(30, 1),
+  SESSION_CREATE_WINDOW_MS: ms(60000, 1000),
 
   RATE_LIMIT_MAX: int(100, 1),
   RATE_LIMIT_WINDOW_MS: ms(900000, 1000),
@@ -60,6 +75,10 @@ export const EnvSchema = Type.Object({
   BODY_LIMIT: int(65536, 1024, 100 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: ms(30000, 1000),
   KEEP_ALIVE_TIMEOUT_MS: ms(72000, 1000),
+  HEADERS_TIMEOUT_MS: ms(10000, 100),
+  // Unset: derived from the process's open-file limit (services/http/connection-limits.ts).
+  HTTP_MAX_CONNECTIONS: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+  HTTP_MAX_CONNECTIONS_PER_IP: int(256, 1),
 
   WS_MAX_PAYLOAD: int(16384, 256, 100 * 1024 * 1024),
   WS_PING_INTERVAL_MS: ms(30000, 100),
@@ -68,6 +87,11 @@ export const EnvSchema = Type.Object({
   WS_MAX_CONNECTIONS: int(10000, 1),
   WS_MAX_CONNECTIONS_PER_IP: int(50, 1),
   WS_MAX_BUFFERED_BYTES: int(1048576, 1024),
+  WS_MAX_FRAGMENTS: int(32, 1),
+  WS_FRAME_RATE: int(300, 1),
+  WS_BYTE_RATE: int(1048576, 1024),
+  WS_UPGRADE_RATE: int(60, 1),
+  WS_UPGRADE_WINDOW_MS: ms(60000, 100),
 
   REDIS_URL: optionalText('a redis:// or rediss:// URL', '^rediss?://[^\\s/]+(/\\d*)?$'),
   REDIS_PREFIX: text('lc:', 'a key prefix without spaces or braces, like lc: or myapp-prod:', '^[^\\s{}]+$'),
@@ -79,6 +103,8 @@ export const EnvSchema = Type.Object({
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   LOG_RETENTION_DAYS: int(7, 1, 3650),
   LOG_MAX_SIZE: text('10m', 'a size like 500k, 10m or 1g', '^[1-9]\\d*[kmg]?$'),
+  PROTOCOL_ERROR_LOG_MAX: int(10, 1),
+  PROTOCOL_ERROR_LOG_WINDOW_MS: ms(60000, 100),
 
   STATS_INTERVAL_MS: ms(300000, 100),
   STATS_TOKEN: optionalText('a non-empty token'),
@@ -105,10 +131,11 @@ export class ConfigError extends Error {
 
 function describe (schema: TSchema): string {
   if (typeof schema.must === 'string') return schema.must
-  if (schema.type === 'integer') {
+  if (schema.type === 'integer' || schema.type === 'number') {
+    const kind = schema.type === 'integer' ? 'an integer' : 'a number'
     return schema.maximum === Number.MAX_SAFE_INTEGER
-      ? `an integer ≥ ${schema.minimum}`
-      : `an integer from ${schema.minimum} to ${schema.maximum}`
+      ? `${kind} ≥ ${schema.minimum}`
+      : `${kind} from ${schema.minimum} to ${schema.maximum}`
   }
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`
   return 'valid'
@@ -154,6 +181,7 @@ export function loadConfig (raw: Record<string, string | number | undefined>): C
 }
 
 function checkCrossField (config: Config): void {
+  aiProvider(config)
   parseTrustProxy(config.TRUST_PROXY)
   parseOrigins(config.CORS_ORIGIN)
   if (config.MEMORY_WARN_MB > config.MEMORY_LIMIT_MB) {
@@ -166,6 +194,27 @@ function checkCrossField (config: Config): void {
   if (config.SLOW_DOWN_MAX_DELAY_MS < config.SLOW_DOWN_DELAY_MS) {
     throw new ConfigError('SLOW_DOWN_MAX_DELAY_MS', `at least SLOW_DOWN_DELAY_MS (${config.SLOW_DOWN_DELAY_MS})`)
   }
+}
+
+/**
+ * SPEC §1, §4.9: AI_PROVIDER, or derived from what is configured; a provider
+ * missing what it needs is a configuration error, never a half-working AI.
+ */
+export function aiProvider (config: Config): AiProviderName {
+  const provider = config.AI_PROVIDER ??
+    (config.GEMINI_API_KEY !== undefined ? 'gemini' : config.OPENAI_BASE_URL !== undefined ? 'openai' : 'offline')
+  if (provider === 'gemini' && config.GEMINI_API_KEY === undefined) {
+    throw new ConfigError('GEMINI_API_KEY', 'set when AI_PROVIDER is gemini')
+  }
+  if (provider === 'openai') {
+    if (config.OPENAI_BASE_URL === undefined) {
+      throw new ConfigError('OPENAI_BASE_URL', 'set when AI_PROVIDER is openai: the URL of an OpenAI-compatible API, like http://127.0.0.1:11434/v1')
+    }
+    if (config.OPENAI_MODEL === undefined) {
+      throw new ConfigError('OPENAI_MODEL', 'set when AI_PROVIDER is openai: the model name as the server knows it, like llama3.2:3b')
+    }
+  }
+  return provider
 }
 
 const CIDR = /^(.+)\/(\d{1,3})$/

@@ -11,6 +11,8 @@ export const Errors = {
   NOT_FOUND: createError('NOT_FOUND', 'Route %s %s not found', 404),
   VALIDATION_ERROR: createError('VALIDATION_ERROR', '%s', 400),
   INVALID_JSON: createError('INVALID_JSON', '%s', 400),
+  BAD_REQUEST: createError('BAD_REQUEST', '%s', 400),
+  EXPECTATION_FAILED: createError('EXPECTATION_FAILED', 'Only "Expect: 100-continue" is supported', 417),
   BAD_URL: createError('BAD_URL', 'The URL is not valid (malformed percent-encoding?)', 400),
   REQUEST_TIMEOUT: createError('REQUEST_TIMEOUT', 'The request body did not arrive within %d ms', 408),
   PAYLOAD_TOO_LARGE: createError('PAYLOAD_TOO_LARGE', 'Request body is larger than %d bytes', 413),
@@ -62,6 +64,9 @@ export function withFields<E extends Error> (error: E, fields: Record<string, un
   Object.defineProperty(error, kErrorFields, { value: fields, enumerable: false })
   return error
 }
+
+/** RATE_LIMITED with its `retryAfter` field (and so its Retry-After header). */
+export const rateLimited = (retryAfter: number) => withFields(new Errors.RATE_LIMITED(retryAfter), { retryAfter })
 
 export function fieldsOf (error: Error): Record<string, unknown> | undefined {
   return (error as Error & { [kErrorFields]?: Record<string, unknown> })[kErrorFields]

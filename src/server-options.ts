@@ -22,20 +22,26 @@ const MALFORMED: [number, string, string, string] = [400, 'Bad Request', 'BAD_RE
 
 /**
  * Fastify's default answer to a malformed request has its own body shape;
- * this one keeps SPEC §2's. Hooks never run for these: there is no request.
+ * this one keeps SPEC §2's, with the security headers. Hooks never run for
+ * these: there is no request.
  */
-function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, reason, code, message] = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED
-  const body = JSON.stringify({ error: message, code, statusCode: status })
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+function clientErrorHandler (headers: ReadonlyArray<readonly [string, string]>) {
+  const securityLines = headers.map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  return (error: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return
+    const [status, reason, code, message] = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED
+    const body = JSON.stringify({ error: message, code, statusCode: status })
+    if (socket.writable) {
+      socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\n${securityLines}Connection: close\r\n\r\n${body}`)
+    }
+    socket.destroy(error)
   }
-  socket.destroy(error)
 }
 
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
   const headers = securityHeaders(config)
+  // Node refuses a headersTimeout above requestTimeout.
+  const headersTimeout = Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS)
   return {
     loggerInstance: logger,
     // request.log is the app logger itself: our few request-scoped lines carry
@@ -50,9 +56,17 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     bodyLimit: config.BODY_LIMIT,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
-    // Node checks request timeouts only every 30 s by default; check every
-    // second so a slow-body attack is cut close to REQUEST_TIMEOUT_MS.
-    http: { connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS) },
+    http: {
+      // Node checks request timeouts only every 30 s by default; check every
+      // second so a slow-body attack is cut close to REQUEST_TIMEOUT_MS.
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      // Also the limit for a connection's first byte: a socket that never
+      // sends anything is closed after this (Node's default is REQUEST_TIMEOUT_MS).
+      headersTimeout,
+      // Node would answer a missing Host with an empty 400 of its own; the
+      // security plugin refuses it in the SPEC §2 shape instead.
+      requireHostHeader: false
+    },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // We answer requests that arrive while draining ourselves (plugins/lifecycle.ts)
@@ -63,7 +77,7 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
       // (400) instead of silently missing the route (404).
       maxParamLength: MAX_PARAM_LENGTH
     },
-    clientErrorHandler,
+    clientErrorHandler: clientErrorHandler(headers),
     // Fastify answers these before routing, with its own body shape (and a
     // 414 for long parameters); keep the SPEC §2 error shape instead.
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {

@@ -1,9 +1,12 @@
 import { ApiError } from '@google/genai'
+import { APIConnectionError, APIError, APIUserAbortError } from 'openai'
 import t from 'tap'
 import { createCircuitBreaker } from '../src/services/ai/circuit-breaker.js'
 import { createConcurrencyLimiter, LimiterRejection } from '../src/services/ai/limiter.js'
 import { backoffDelay, nextRetryDelay } from '../src/services/ai/retry.js'
-import { classifyFailure, parseDuration, parseErrorDetails } from '../src/services/ai/upstream-errors.js'
+import { classifyGeminiError, parseDuration, parseErrorDetails } from '../src/services/ai/providers/gemini-errors.js'
+import { classifyOpenAiError, retryAfterMs } from '../src/services/ai/providers/openai.js'
+import { isUpstreamHealthFailure, TIMEOUT } from '../src/services/ai/upstream-errors.js'
 import { quotaFailure, retryInfo } from './fake-gemini.js'
 
 /* The retry policy, error parsing, circuit breaker and limiter on their own: every branch, no waiting. */
@@ -38,19 +41,58 @@ t.test('failures are classified by status, quota and transport', async (t) => {
   const apiError = (status: number, details: unknown[] = []) => new ApiError({ status, message: googleBody(status, details) })
 
   for (const status of [429, 500, 502, 503, 504]) {
-    t.same(classifyFailure(apiError(status), false), { code: `HTTP_${status}`, status, retryable: true, perDayQuota: false }, `${status} is retryable`)
+    t.same(classifyGeminiError(apiError(status)), { code: `HTTP_${status}`, status, retryable: true, perDayQuota: false }, `${status} is retryable`)
   }
   for (const status of [400, 401, 403, 404, 409, 422]) {
-    t.same(classifyFailure(apiError(status), false), { code: `HTTP_${status}`, status, retryable: false, perDayQuota: false }, `${status} is not retryable`)
+    t.same(classifyGeminiError(apiError(status)), { code: `HTTP_${status}`, status, retryable: false, perDayQuota: false }, `${status} is not retryable`)
   }
-  t.same(classifyFailure(apiError(429, [retryInfo('12s')]), false),
+  t.same(classifyGeminiError(apiError(429, [retryInfo('12s')])),
     { code: 'HTTP_429', status: 429, retryable: true, retryDelayMs: 12000, perDayQuota: false }, '429 with RetryInfo')
-  t.same(classifyFailure(apiError(429, [retryInfo('40s'), quotaFailure('GenerateRequestsPerDayPerProjectPerModel-FreeTier')]), false),
+  t.same(classifyGeminiError(apiError(429, [retryInfo('40s'), quotaFailure('GenerateRequestsPerDayPerProjectPerModel-FreeTier')])),
     { code: 'QUOTA_PER_DAY', status: 429, retryable: false, retryDelayMs: 40000, perDayQuota: true }, 'per-day quota')
-  t.same(classifyFailure(apiError(429, [quotaFailure('GenerateRequestsPerMinutePerProjectPerModel-FreeTier')]), false),
+  t.same(classifyGeminiError(apiError(429, [quotaFailure('GenerateRequestsPerMinutePerProjectPerModel-FreeTier')])),
     { code: 'HTTP_429', status: 429, retryable: true, perDayQuota: false }, 'a per-minute quota is an ordinary 429')
-  t.same(classifyFailure(new TypeError('fetch failed'), false), { code: 'NETWORK_ERROR', retryable: true, perDayQuota: false }, 'network error')
-  t.same(classifyFailure(new DOMException('This operation was aborted', 'AbortError'), true), { code: 'TIMEOUT', retryable: true, perDayQuota: false }, 'our timeout fired')
+  t.same(classifyGeminiError(new TypeError('fetch failed')), { code: 'NETWORK_ERROR', retryable: true, perDayQuota: false }, 'network error')
+  t.same(TIMEOUT, { code: 'TIMEOUT', retryable: true, perDayQuota: false }, 'our timeout fired (the service knows, whatever the SDK threw)')
+})
+
+t.test('OpenAI-compatible failures: the same statuses, Retry-After for RetryInfo, stream errors', async (t) => {
+  const apiError = (status: number, headers: Record<string, string> = {}) =>
+    APIError.generate(status, { error: { message: 'nope', type: 'x' } }, undefined, new Headers(headers))
+  for (const status of [429, 500, 502, 503, 504]) {
+    t.same(classifyOpenAiError(apiError(status)), { code: `HTTP_${status}`, status, retryable: true, perDayQuota: false }, `${status} is retryable`)
+  }
+  for (const status of [400, 401, 403, 404, 409, 422]) {
+    t.same(classifyOpenAiError(apiError(status)), { code: `HTTP_${status}`, status, retryable: false, perDayQuota: false }, `${status} is not retryable`)
+  }
+  t.same(classifyOpenAiError(apiError(429, { 'retry-after': '7' })),
+    { code: 'HTTP_429', status: 429, retryable: true, retryDelayMs: 7000, perDayQuota: false }, '429 with Retry-After')
+  t.same(classifyOpenAiError(new APIError(undefined, { message: 'model crashed' }, undefined, new Headers())),
+    { code: 'STREAM_ERROR', retryable: true, perDayQuota: false }, 'an error object inside a 200 stream')
+  t.same(classifyOpenAiError(new APIConnectionError({ message: 'Connection error.' })), { code: 'NETWORK_ERROR', retryable: true, perDayQuota: false })
+  t.same(classifyOpenAiError(new APIUserAbortError()), { code: 'NETWORK_ERROR', retryable: true, perDayQuota: false })
+  t.same(classifyOpenAiError(new SyntaxError('Unexpected token')), { code: 'NETWORK_ERROR', retryable: true, perDayQuota: false }, 'an unparsable chunk')
+})
+
+t.test('Retry-After: retry-after-ms, seconds, an HTTP date; junk is ignored', async (t) => {
+  const now = Date.parse('2026-01-01T00:00:00Z')
+  const wait = (headers: Record<string, string>) => retryAfterMs(new Headers(headers), now)
+  t.equal(wait({ 'retry-after': '3' }), 3000)
+  t.equal(wait({ 'retry-after': '1.5' }), 1500)
+  t.equal(wait({ 'retry-after-ms': '250', 'retry-after': '3' }), 250, 'OpenAI\'s finer header first')
+  t.equal(wait({ 'retry-after': 'Thu, 01 Jan 2026 00:00:09 GMT' }), 9000)
+  t.equal(wait({ 'retry-after': 'Wed, 31 Dec 2025 23:59:00 GMT' }), 0, 'a date in the past: no wait')
+  t.equal(wait({ 'retry-after': 'soon' }), undefined)
+  t.equal(wait({ 'retry-after': '-3' }), undefined)
+  t.equal(wait({}), undefined)
+  t.equal(retryAfterMs(undefined), undefined)
+})
+
+t.test('only upstream-health failures count toward the circuit', async (t) => {
+  for (const status of [429, 500, 502, 503, 504]) t.equal(isUpstreamHealthFailure({ code: '', status, retryable: true, perDayQuota: false }), true, `${status}`)
+  for (const status of [400, 401, 403, 404, 413, 422]) t.equal(isUpstreamHealthFailure({ code: '', status, retryable: false, perDayQuota: false }), false, `${status}`)
+  t.equal(isUpstreamHealthFailure(TIMEOUT), true, 'timeout')
+  t.equal(isUpstreamHealthFailure(classifyOpenAiError(new TypeError('fetch failed'))), true, 'network')
 })
 
 t.test('backoff doubles from the base with equal jitter', async (t) => {

@@ -5,6 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { blockedReply, greetingFallback, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
+import { createGeminiProvider } from '../src/services/ai/providers/gemini.js'
+import { createOfflineProvider } from '../src/services/ai/providers/offline.js'
 import { AiUnavailableError, createAiService, type AiServiceOptions } from '../src/services/ai/service.js'
 import { apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini, type FakeGemini } from './fake-gemini.js'
 import { until } from './helper.js'
@@ -18,14 +20,16 @@ import { until } from './helper.js'
 const persona = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
 const PER_DAY = 'GenerateRequestsPerDayPerProjectPerModel-FreeTier'
 
+const gemini = (baseUrl: string | undefined) => createGeminiProvider({
+  apiKey: 'test-key', baseUrl, model: 'gemini-2.5-flash', maxOutputTokens: 512, temperature: 0.9, thinkingBudget: 0
+})
+
 function setup (fake: FakeGemini | undefined, options: Partial<AiServiceOptions> = {}) {
   const outcomes: AiOutcome[] = []
   const waits: number[] = []
   let clock = 1_000_000
   const ai = createAiService({
-    apiKey: 'test-key',
-    baseUrl: fake?.url,
-    model: 'gemini-2.5-flash',
+    provider: gemini(fake?.url),
     timeoutMs: 2000,
     maxAttempts: 3,
     retryBaseMs: 1000,
@@ -53,8 +57,10 @@ async function unavailable (t: Test, promise: Promise<unknown>, reason: string, 
 
 const ok = (details: Partial<AiOutcome> = {}): AiOutcome => ({
   operation: 'chat',
+  provider: 'gemini',
   model: 'gemini-2.5-flash',
   streamed: false,
+  success: true,
   result: 'ok',
   attempts: 1,
   latencyMs: 0,
@@ -64,7 +70,7 @@ const ok = (details: Partial<AiOutcome> = {}): AiOutcome => ({
   ...details
 })
 const failed = (errorCode: string, details: Partial<AiOutcome> = {}): AiOutcome => ({
-  operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result: 'failed', attempts: 1, latencyMs: 0, errorCode, ...details
+  operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: false, result: 'failed', attempts: 1, latencyMs: 0, errorCode, ...details
 })
 
 t.test('a reply, its request and its outcome', async (t) => {
@@ -86,7 +92,12 @@ t.test('a reply, its request and its outcome', async (t) => {
 
   t.same(await ai.greet(persona), { text: DEFAULT_REPLY, fallback: false, blocked: false })
   t.same(outcomes[1], ok({ operation: 'greeting' }))
+  await ai.reply(persona, [], 'hello', { operation: 'regenerate' })
+  await drain(ai.replyStream(persona, [], 'hello', { operation: 'regenerate' }))
+  t.same(outcomes.slice(2), [ok({ operation: 'regenerate' }), ok({ operation: 'regenerate', streamed: true })], 'a reply asked for again is logged as regenerate')
+  t.same(fake.requests[3].body.systemInstruction, fake.requests[0].body.systemInstruction, 'and asked for as a chat reply')
   t.same(fake.requests[1].body.contents, [{ role: 'user', parts: [{ text: 'Hi! I just opened the chat.' }] }])
+  t.same(fake.requests[2].body.contents, [{ role: 'user', parts: [{ text: 'hello' }] }])
   t.same(ai.status(), { provider: 'gemini', model: 'gemini-2.5-flash', circuit: 'closed' })
 })
 
@@ -201,10 +212,10 @@ t.test('a hung upstream is cut by the per-attempt timeout', async (t) => {
 
 t.test('five failed requests open the circuit; after 30 s one trial decides', async (t) => {
   const fake = await startFakeGemini(t)
-  const { ai, advance } = setup(fake)
+  const { ai, advance } = setup(fake, { maxAttempts: 1 })
   for (let i = 0; i < 5; i++) {
-    fake.script(apiError(400))
-    await unavailable(t, chat(ai), 'HTTP_400', i < 4 ? 1 : 30)
+    fake.script(apiError(i % 2 === 0 ? 503 : 500))
+    await unavailable(t, chat(ai), `HTTP_${i % 2 === 0 ? 503 : 500}`, i < 4 ? 1 : 30)
   }
   t.equal(ai.status().circuit, 'open')
   await unavailable(t, chat(ai), 'CIRCUIT_OPEN', 30)
@@ -221,13 +232,41 @@ t.test('five failed requests open the circuit; after 30 s one trial decides', as
   t.equal(ai.status().circuit, 'closed', 'a successful trial closes it')
 
   for (let i = 0; i < 5; i++) {
-    fake.script(apiError(404))
+    fake.script(apiError(429))
     await chat(ai).catch(() => undefined)
   }
+  t.equal(ai.status().circuit, 'open', '429s are upstream failures too')
   advance(30_000)
-  fake.script(apiError(400))
-  await unavailable(t, chat(ai), 'HTTP_400', 30)
+  fake.script(apiError(504))
+  await unavailable(t, chat(ai), 'HTTP_504', 30)
   t.equal(ai.status().circuit, 'open', 'a failed trial opens it again for 30 s')
+})
+
+t.test('content-dependent 4xx never open the circuit (issue 15): only upstream-health failures count', async (t) => {
+  const fake = await startFakeGemini(t)
+  const { ai, advance } = setup(fake, { maxAttempts: 1 })
+  for (let i = 0; i < 20; i++) {
+    fake.script(apiError([400, 401, 403, 404, 422][i % 5]))
+    await chat(ai).catch(() => undefined)
+  }
+  t.equal(ai.status().circuit, 'closed', 'twenty 4xx in a row: still closed')
+  t.equal(fake.requests.length, 20, 'each one asked upstream')
+  for (let i = 0; i < 4; i++) {
+    fake.script(apiError(503), apiError(400))
+    await chat(ai).catch(() => undefined)
+    await chat(ai).catch(() => undefined)
+  }
+  t.equal(ai.status().circuit, 'closed', 'a 400 between them leaves the count of health failures as it was: four')
+  fake.script(apiError(503))
+  await unavailable(t, chat(ai), 'HTTP_503', 30)
+  t.equal(ai.status().circuit, 'open', 'the fifth upstream failure opens it')
+
+  advance(30_000)
+  fake.script(apiError(400), { text: 'trial reply' })
+  await unavailable(t, chat(ai), 'HTTP_400', 1)
+  t.equal(ai.status().circuit, 'half-open', 'a 400 as the trial is no verdict: the next request is the trial')
+  t.same(await chat(ai), { text: 'trial reply', fallback: false, blocked: false })
+  t.equal(ai.status().circuit, 'closed')
 })
 
 t.test('at most AI_MAX_CONCURRENCY calls in flight; beyond the bounded queue, 503', async (t) => {
@@ -296,13 +335,13 @@ t.test('network errors are retried', async (t) => {
   await once(closed, 'listening')
   const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`
   closed.close()
-  const { ai, outcomes } = setup(undefined, { baseUrl: url })
+  const { ai, outcomes } = setup(undefined, { provider: gemini(url) })
   await unavailable(t, chat(ai), 'NETWORK_ERROR', 1)
   t.same(outcomes, [failed('NETWORK_ERROR', { attempts: 3, latencyMs: 1500 })])
 })
 
 t.test('offline mode: canned persona-aware replies, no upstream, provider offline', async (t) => {
-  const { ai, outcomes } = setup(undefined, { apiKey: undefined })
+  const { ai, outcomes } = setup(undefined, { provider: createOfflineProvider('gemini-2.5-flash') })
   t.same(ai.status(), { provider: 'offline', model: 'gemini-2.5-flash', circuit: 'closed' })
   t.same(await ai.greet(persona), { text: greetingFallback(persona), fallback: true, blocked: false })
   t.same(await chat(ai, 'how are you?'), { text: offlineReply(persona, 'how are you?'), fallback: true, blocked: false })
@@ -312,8 +351,8 @@ t.test('offline mode: canned persona-aware replies, no upstream, provider offlin
   for (; step.done !== true; step = await stream.next()) chunks.push(step.value)
   t.same(chunks, [], 'offline replies arrive whole')
   t.same(step.value, { text: offlineReply(persona, 'bye'), fallback: true, blocked: false })
-  t.same(outcomes.map((outcome) => [outcome.operation, outcome.result, outcome.attempts, outcome.streamed]),
-    [['greeting', 'offline', 0, false], ['chat', 'offline', 0, false], ['chat', 'offline', 0, true]])
+  t.same(outcomes.map((outcome) => [outcome.operation, outcome.provider, outcome.result, outcome.success, outcome.attempts, outcome.streamed]),
+    [['greeting', 'offline', 'offline', false, 0, false], ['chat', 'offline', 'offline', false, 0, false], ['chat', 'offline', 'offline', false, 0, true]])
 })
 
 async function drain (stream: AsyncGenerator<string, unknown>) {

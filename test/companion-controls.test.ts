@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, DEFAULT_REPLY, startFakeGemini } from './fake-gemini.js'
-import { startServer } from './helper.js'
+import { startServer, waitForLogLine } from './helper.js'
 
 /*
  * SPEC §2.4 regenerate, §2.5 idempotency and one reply at a time, §2.6
@@ -53,7 +53,7 @@ const sent = (fake: Awaited<ReturnType<typeof startFakeGemini>>, index: number) 
   fake.requests[index].body.contents.map((turn: any) => [turn.role, turn.parts.map((part: any) => part.text).join(' | ')])
 
 t.test('regenerate (JSON): a new reply to the same message, the replaced one kept as an alternative', async (t) => {
-  const { fake, post, exportOf, newSession } = await setup(t)
+  const { fake, app, post, exportOf, newSession } = await setup(t)
   const sessionId = await newSession()
   fake.script({ text: 'First reply.' }, { text: 'Second reply.' }, { text: 'Third reply.' })
   t.equal((await post('chat', { sessionId, message: 'hi' })).status, 200)
@@ -68,6 +68,8 @@ t.test('regenerate (JSON): a new reply to the same message, the replaced one kep
   t.same(sent(fake, 2), [['model', GREETING], ['user', 'hi']], 'the history before the message, then the message again')
   t.equal(fake.requests[2].stream, false)
   t.match(fake.requests[2].body.systemInstruction.parts[0].text, 'Task: reply to the user\'s latest message')
+  const logged = await waitForLogLine(app.config.LOG_DIR, 'ai-requests', (line) => line.operation === 'regenerate')
+  t.match(logged, { operation: 'regenerate', success: true, result: 'ok' }, 'logged as a regenerate')
 
   t.equal((await post('chat', { sessionId, message: 'and now?' })).status, 200)
   t.same(sent(fake, 3), [['model', GREETING], ['user', 'hi'], ['model', 'Second reply.'], ['user', 'and now?']],

@@ -38,17 +38,25 @@ t.test('offline mode answers 200 with persona-aware canned replies', async (t) =
     { result: 'offline', attempts: 0, streamed: false, msg: 'ai request' })
 })
 
-const OFFLINE_WARNING = 'GEMINI_API_KEY is not set: the AI companion runs in OFFLINE MODE and answers with canned replies. Set GEMINI_API_KEY to use Gemini.'
+const OFFLINE_WARNING = 'No AI provider is configured: the AI companion runs in OFFLINE MODE and answers with canned replies. ' +
+  'Set GEMINI_API_KEY to use Gemini, or OPENAI_BASE_URL and OPENAI_MODEL for an OpenAI-compatible server (README "AI providers").'
 
-t.test('the app warns once at startup when GEMINI_API_KEY is unset, and not when it is set', async (t) => {
+t.test('the app warns once at startup when no AI provider is configured, and not when one is', async (t) => {
   const offline = await buildAppWithLog(t)
   t.same(offline.stdout().filter((line) => line.level === 'warn').map((line) => line.msg), [OFFLINE_WARNING], 'one warning, this one')
   await offline.app.inject('/health/live')
   t.equal(offline.stdout().filter((line) => line.msg === OFFLINE_WARNING).length, 1, 'at startup only, not per request')
 
+  const chosen = await buildAppWithLog(t, { GEMINI_API_KEY: 'test-key', AI_PROVIDER: 'offline' })
+  t.same(chosen.stdout().filter((line) => line.level === 'warn').map((line) => line.msg), [OFFLINE_WARNING], 'AI_PROVIDER=offline, chosen: the same warning')
+  t.equal(chosen.app.ai.status().provider, 'offline')
+
   const online = await buildAppWithLog(t, { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: 'http://127.0.0.1:9' })
   t.same(online.stdout().filter((line) => line.level === 'warn'), [], 'no warning with a key')
   t.equal(online.app.ai.status().provider, 'gemini')
+  const local = await buildAppWithLog(t, { OPENAI_BASE_URL: 'http://127.0.0.1:9/v1', OPENAI_MODEL: 'llama3.2:3b' })
+  t.same(local.stdout().filter((line) => line.level === 'warn'), [], 'no warning with an OpenAI-compatible server')
+  t.same(local.app.ai.status(), { provider: 'openai', model: 'llama3.2:3b', circuit: 'closed' })
 })
 
 t.test('the real process prints the warning on stdout and starts anyway', async (t) => {

@@ -1,9 +1,9 @@
 import { once } from 'node:events'
-import { request, type IncomingMessage } from 'node:http'
 import t, { type Test } from 'tap'
 import { blockedReply, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, startFakeGemini } from './fake-gemini.js'
 import { readLog, startServer, until, waitForLogLine } from './helper.js'
+import { parseEvents, postJson, rawPost, SSE } from './http-client.js'
 
 /*
  * SPEC §2.2 streaming and §4.3 "the upstream call is aborted when the client
@@ -13,20 +13,6 @@ import { readLog, startServer, until, waitForLogLine } from './helper.js'
 const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const UNAVAILABLE = 'The AI companion is temporarily unavailable'
-
-const postJson = (url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
-  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal })
-
-const SSE = { accept: 'text/event-stream' }
-
-/** `event: x\ndata: {…}\n\n` frames → [{ event, data }]. */
-function parseEvents (text: string): Array<{ event: string, data: any }> {
-  return text.split('\n\n').filter(Boolean).map((frame) => {
-    const [eventLine, dataLine, ...rest] = frame.split('\n')
-    if (!eventLine.startsWith('event: ') || !dataLine.startsWith('data: ') || rest.length > 0) throw new Error(`bad frame: ${frame}`)
-    return { event: eventLine.slice(7), data: JSON.parse(dataLine.slice(6)) }
-  })
-}
 
 async function setup (t: Test, env: Parameters<typeof aiEnv>[1] = {}) {
   const fake = await startFakeGemini(t)
@@ -106,19 +92,6 @@ t.test('SSE in offline mode: the canned reply as one chunk', async (t) => {
   t.same(events[0].data, { text: offlineReply(companionConfig, 'hello!') })
   t.match(events[1].data, { message: offlineReply(companionConfig, 'hello!'), fallback: true })
 })
-
-/**
- * A raw POST without keep-alive, so that destroying it is exactly one socket
- * closing (an aborted fetch makes undici open a spare idle connection).
- */
-function rawPost (url: string, body: unknown, headers: Record<string, string> = {}) {
-  const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } })
-  req.on('error', () => {}) // destroyed on purpose
-  req.end(JSON.stringify(body))
-  const response = once(req, 'response').then(([response]) => response as IncomingMessage)
-  response.catch(() => {}) // not awaited when the test destroys the request first
-  return { req, response }
-}
 
 t.test('a client that goes away aborts the upstream call (JSON and SSE) and frees its slot; it is no AI failure', async (t) => {
   const { fake, app, url, sessionId, chatUrl } = await setup(t, { AI_MAX_CONCURRENCY: 1 })

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { blockedReply, greetingFallback, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini } from './fake-gemini.js'
-import { buildTestApp, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, waitForLogLine } from './helper.js'
 
 /* SPEC §2.1–2.2 and §4 through the whole app: inject for HTTP, the real SDK against the fake Gemini. */
 
@@ -284,16 +284,48 @@ t.test('logs: one ai-requests line per AI call; no persona or message text in an
   await waitForLogLine(dir, 'requests', (line) => line.status === 400)
   await waitForLogLine(dir, 'errors', (line) => line.code === 'AI_UNAVAILABLE')
   const ai = await waitForLogLine(dir, 'ai-requests', (line) => line.errorCode === 'HTTP_400')
-  t.match(ai, { level: 'info', msg: 'ai request', operation: 'chat', model: 'gemini-2.5-flash', result: 'failed', attempts: 1 })
+  t.match(ai, { level: 'info', msg: 'ai request', operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', success: false, result: 'failed', attempts: 1 })
   const lines = (await readFile(join(dir, 'ai-requests.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line))
   t.equal(lines.length, 4, 'one line per AI request (the rejected one made none)')
   t.same(Object.keys(lines[0]).sort(),
-    ['attempts', 'finishReason', 'inputTokens', 'latencyMs', 'level', 'log', 'model', 'msg', 'operation', 'outputTokens', 'result', 'streamed', 'time'])
-  t.match(lines[0], { operation: 'greeting', result: 'ok', attempts: 1, inputTokens: 42, outputTokens: 7, finishReason: 'STOP', streamed: false })
-  t.match(lines[2], { result: 'blocked', errorCode: 'PROMPT_BLOCKED_SAFETY' })
+    ['attempts', 'finishReason', 'inputTokens', 'latencyMs', 'level', 'log', 'model', 'msg', 'operation', 'outputTokens', 'provider', 'result', 'streamed', 'success', 'time'])
+  t.match(lines[0], { operation: 'greeting', provider: 'gemini', success: true, result: 'ok', attempts: 1, inputTokens: 42, outputTokens: 7, finishReason: 'STOP', streamed: false })
+  t.match(lines[2], { success: true, result: 'blocked', errorCode: 'PROMPT_BLOCKED_SAFETY' }, 'a withheld reply is the model\'s own: success')
 
   for (const name of ['requests', 'ai-requests', 'errors', 'server-stats']) {
     const text = await readFile(join(dir, `${name}.log`), 'utf8').catch(() => '')
     t.notMatch(text, /7f3a9c/, `${name}.log holds no persona, message, reply or upstream text`)
   }
+})
+
+t.test('generation settings on every Gemini call: AI_MAX_OUTPUT_TOKENS, AI_TEMPERATURE, GEMINI_THINKING_BUDGET (SPEC §4.10)', async (t) => {
+  const defaults = await setup(t)
+  const sessionId = await newSession(t, defaults.app)
+  await chat(defaults.app, { sessionId, message: 'hi' })
+  await post(defaults.app, '/api/ai-companion/chat', { sessionId, message: 'hi' }, { accept: 'text/event-stream' })
+  t.equal(defaults.fake.requests.length, 3)
+  for (const request of defaults.fake.requests) {
+    t.same(request.body.generationConfig, { maxOutputTokens: 512, temperature: 0.9, thinkingConfig: { thinkingBudget: 0 } },
+      `${request.stream ? 'streamed' : 'whole'}: thinking off by default`)
+  }
+
+  const tuned = await setup(t, { AI_MAX_OUTPUT_TOKENS: 64, AI_TEMPERATURE: 0, GEMINI_THINKING_BUDGET: -1 })
+  await initialize(tuned.app)
+  t.same(tuned.fake.requests[0].body.generationConfig, { maxOutputTokens: 64, temperature: 0, thinkingConfig: { thinkingBudget: -1 } })
+})
+
+t.test('a model that cannot turn thinking off gets its smallest budget, 128, said once at startup', async (t) => {
+  const fake = await startFakeGemini(t)
+  const notice = 'gemini-2.5-pro cannot turn thinking off: GEMINI_THINKING_BUDGET 0 becomes 128, its smallest budget'
+  const pro = await buildAppWithLog(t, aiEnv(fake, { GEMINI_MODEL: 'gemini-2.5-pro' }))
+  await initialize(pro.app)
+  await initialize(pro.app)
+  t.same(fake.requests.map((request) => request.body.generationConfig.thinkingConfig), [{ thinkingBudget: 128 }, { thinkingBudget: 128 }])
+  t.same(pro.stdout().filter((line) => line.msg === notice).map((line) => [line.level, line.model, line.thinkingBudget]), [['info', 'gemini-2.5-pro', 128]], 'once')
+
+  const chosen = await buildAppWithLog(t, aiEnv(fake, { GEMINI_MODEL: 'gemini-2.5-pro', GEMINI_THINKING_BUDGET: 1024 }))
+  await initialize(chosen.app)
+  t.same(fake.requests.at(-1)?.body.generationConfig.thinkingConfig, { thinkingBudget: 1024 }, 'a budget chosen is sent as it is')
+  const flash = await buildAppWithLog(t, aiEnv(fake))
+  t.same([...chosen.stdout(), ...flash.stdout()].filter((line) => /thinking/.test(line.msg)), [], 'nothing to say otherwise')
 })

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseEnv } from 'node:util'
 import t from 'tap'
-import { EnvSchema, loadConfig, parseTrustProxy } from '../src/config.js'
+import { aiProvider, EnvSchema, loadConfig, parseTrustProxy } from '../src/config.js'
 import { ROOT, spawnServer, tempDir } from './helper.js'
 
 t.test('defaults are the documented ones (SPEC §1)', async (t) => {
@@ -14,6 +14,9 @@ t.test('defaults are the documented ones (SPEC §1)', async (t) => {
     CORS_ORIGIN: 'http://localhost:5173',
     TRUST_PROXY: 'false',
     GEMINI_MODEL: 'gemini-2.5-flash',
+    GEMINI_THINKING_BUDGET: 0,
+    AI_MAX_OUTPUT_TOKENS: 512,
+    AI_TEMPERATURE: 0.9,
     AI_TIMEOUT_MS: 20000,
     AI_MAX_ATTEMPTS: 3,
     AI_RETRY_BASE_MS: 1000,
@@ -54,6 +57,10 @@ t.test('defaults are the documented ones (SPEC §1)', async (t) => {
     HIGH_CONNECTIONS: 100
   })
   t.equal(config.GEMINI_API_KEY, undefined)
+  t.equal(config.AI_PROVIDER, undefined)
+  t.equal(config.OPENAI_BASE_URL, undefined)
+  t.equal(config.OPENAI_API_KEY, undefined)
+  t.equal(config.OPENAI_MODEL, undefined)
   t.equal(config.REDIS_URL, undefined)
   t.equal(config.STATS_TOKEN, undefined)
 })
@@ -84,6 +91,9 @@ t.test('whitespace-only values count as unset', async (t) => {
   t.equal(config.CORS_ORIGIN, 'http://localhost:5173')
 })
 
+const OPENAI_URL_MISSING = 'OPENAI_BASE_URL must be set when AI_PROVIDER is openai: the URL of an OpenAI-compatible API, like http://127.0.0.1:11434/v1'
+const OPENAI_MODEL_MISSING = 'OPENAI_MODEL must be set when AI_PROVIDER is openai: the model name as the server knows it, like llama3.2:3b'
+
 const invalid: Array<[Record<string, string>, string]> = [
   [{ PORT: 'abc' }, 'Invalid configuration: PORT must be an integer from 0 to 65535'],
   [{ PORT: '70000' }, 'Invalid configuration: PORT must be an integer from 0 to 65535'],
@@ -100,7 +110,21 @@ const invalid: Array<[Record<string, string>, string]> = [
   [{ MEMORY_WARN_MB: '2000' }, 'Invalid configuration: MEMORY_WARN_MB must be at most MEMORY_LIMIT_MB (1024)'],
   [{ COMPANION_HISTORY_KEPT: '19' }, 'Invalid configuration: COMPANION_HISTORY_KEPT must be at least AI_HISTORY_MESSAGES (20)'],
   [{ COMPANION_HISTORY_KEPT: '1', AI_HISTORY_MESSAGES: '0' }, 'Invalid configuration: COMPANION_HISTORY_KEPT must be an integer from 2 to 10000'],
-  [{ IDEMPOTENCY_TTL_MS: '999' }, 'Invalid configuration: IDEMPOTENCY_TTL_MS must be an integer from 1000 to 2147483647']
+  [{ IDEMPOTENCY_TTL_MS: '999' }, 'Invalid configuration: IDEMPOTENCY_TTL_MS must be an integer from 1000 to 2147483647'],
+  [{ AI_PROVIDER: 'ollama' }, 'Invalid configuration: AI_PROVIDER must be one of gemini, openai, offline'],
+  [{ AI_TEMPERATURE: '2.5' }, 'Invalid configuration: AI_TEMPERATURE must be a number from 0 to 2'],
+  [{ AI_TEMPERATURE: '-0.1' }, 'Invalid configuration: AI_TEMPERATURE must be a number from 0 to 2'],
+  [{ AI_TEMPERATURE: 'warm' }, 'Invalid configuration: AI_TEMPERATURE must be a number from 0 to 2'],
+  [{ AI_MAX_OUTPUT_TOKENS: '0' }, 'Invalid configuration: AI_MAX_OUTPUT_TOKENS must be an integer from 1 to 65536'],
+  [{ AI_MAX_OUTPUT_TOKENS: '65537' }, 'Invalid configuration: AI_MAX_OUTPUT_TOKENS must be an integer from 1 to 65536'],
+  [{ GEMINI_THINKING_BUDGET: '-2' }, 'Invalid configuration: GEMINI_THINKING_BUDGET must be an integer from -1 to 32768'],
+  [{ GEMINI_THINKING_BUDGET: '32769' }, 'Invalid configuration: GEMINI_THINKING_BUDGET must be an integer from -1 to 32768'],
+  [{ OPENAI_BASE_URL: '127.0.0.1:11434/v1' }, 'Invalid configuration: OPENAI_BASE_URL must be an http(s) URL like http://127.0.0.1:11434/v1'],
+  [{ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', OPENAI_MODEL: 'llama 3' }, 'Invalid configuration: OPENAI_MODEL must be a model name like llama3.2:3b (letters, digits and ._:/-)'],
+  [{ AI_PROVIDER: 'gemini' }, 'Invalid configuration: GEMINI_API_KEY must be set when AI_PROVIDER is gemini'],
+  [{ AI_PROVIDER: 'openai', OPENAI_MODEL: 'llama3.2:3b' }, `Invalid configuration: ${OPENAI_URL_MISSING}`],
+  [{ AI_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' }, `Invalid configuration: ${OPENAI_MODEL_MISSING}`],
+  [{ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' }, `Invalid configuration: ${OPENAI_MODEL_MISSING}`]
 ]
 
 t.test('invalid values are refused with one line naming the variable', async (t) => {
@@ -112,6 +136,19 @@ t.test('invalid values are refused with one line naming the variable', async (t)
 const HOP_COUNT_REFUSED = 'Invalid configuration: TRUST_PROXY must be false, true, or a comma-separated list of proxy IPs/CIDRs; ' +
   'a hop count like "1" is ignored by Fastify ≥ 5.12.1 and would put every user in the proxy\'s rate-limit bucket, ' +
   'so list the load balancer\'s addresses instead'
+
+t.test('AI_PROVIDER: chosen, or derived from what is configured (SPEC §1, §4.9)', async (t) => {
+  const local = { OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', OPENAI_MODEL: 'meta-llama/Llama-3.1-8B-Instruct' }
+  t.equal(aiProvider(loadConfig({})), 'offline', 'nothing configured')
+  t.equal(aiProvider(loadConfig({ GEMINI_API_KEY: 'k' })), 'gemini')
+  t.equal(aiProvider(loadConfig(local)), 'openai')
+  t.equal(aiProvider(loadConfig({ ...local, GEMINI_API_KEY: 'k' })), 'gemini', 'a Gemini key wins when both are set')
+  t.equal(aiProvider(loadConfig({ ...local, GEMINI_API_KEY: 'k', AI_PROVIDER: 'openai' })), 'openai', 'unless AI_PROVIDER says otherwise')
+  t.equal(aiProvider(loadConfig({ ...local, AI_PROVIDER: 'offline' })), 'offline')
+  t.equal(aiProvider(loadConfig({ AI_PROVIDER: ' ' })), 'offline', 'blank counts as unset')
+  t.equal(loadConfig({ AI_TEMPERATURE: '0.25' }).AI_TEMPERATURE, 0.25, 'a number, not a string')
+  t.equal(loadConfig({ AI_TEMPERATURE: '0', GEMINI_THINKING_BUDGET: '-1' }).GEMINI_THINKING_BUDGET, -1)
+})
 
 t.test('a numeric TRUST_PROXY hop count is refused with an explanation', async (t) => {
   for (const value of ['1', '2', 'yes', '10.0.0.0/33']) {
@@ -126,7 +163,8 @@ t.test('the process refuses to start on invalid configuration: exit 1, the one l
   const cases: Array<[Record<string, string>, string]> = [
     [{ RATE_LIMIT_MAX: '-1' }, 'Invalid configuration: RATE_LIMIT_MAX must be an integer ≥ 1'],
     [{ REDIS_URL: 'not a url' }, 'Invalid configuration: REDIS_URL must be a redis:// or rediss:// URL'],
-    [{ TRUST_PROXY: '1' }, HOP_COUNT_REFUSED]
+    [{ TRUST_PROXY: '1' }, HOP_COUNT_REFUSED],
+    [{ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' }, `Invalid configuration: ${OPENAI_MODEL_MISSING}`]
   ]
   // Independent processes: started together, they cost about one startup.
   await Promise.all(cases.map(async ([env, message]) => {

@@ -1,8 +1,5 @@
-import { once } from 'node:events'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { Config } from '../src/config.js'
+import type { ServerResponse } from 'node:http'
+import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides, type Recorded, type StreamTiming } from './fake-server.js'
 
 /*
  * A fake Gemini API on 127.0.0.1:0 speaking the REST dialect @google/genai
@@ -15,7 +12,7 @@ import type { Config } from '../src/config.js'
 
 type Test = { teardown: (fn: () => unknown) => void }
 
-export interface FakeStep {
+export interface FakeStep extends StreamTiming {
   /** Reply text (split into `chunks` when streamed). */
   text?: string
   /** Streamed text, one SSE event each. */
@@ -30,18 +27,13 @@ export interface FakeStep {
   delayMs?: number
   /** Never answer (until the caller gives up). */
   hang?: boolean
-  /** Streamed: destroy the connection after this many chunks. */
-  breakAfterChunks?: number
-  chunkDelayMs?: number
 }
 
-export interface RecordedRequest {
+export interface RecordedRequest extends Recorded {
   model: string
   stream: boolean
   apiKey: string | undefined
   body: any
-  /** The caller closed the connection before the answer was complete. */
-  abandoned: boolean
 }
 
 export const DEFAULT_REPLY = 'Hello from the fake Gemini.'
@@ -78,17 +70,8 @@ function responseBody (text: string, finishReason?: string) {
 }
 
 export async function startFakeGemini (t: Test) {
-  const script: FakeStep[] = []
-  const requests: RecordedRequest[] = []
-  let defaultStep: FakeStep = { text: DEFAULT_REPLY }
-  let inFlight = 0
-  let maxInFlight = 0
-  const waiters: Array<() => void> = []
-
-  async function answer (step: FakeStep, stream: boolean, res: ServerResponse): Promise<void> {
-    if (step.hang === true) return
-    if (step.delayMs !== undefined) await sleep(step.delayMs)
-    if (res.destroyed) return
+  async function answer (step: FakeStep, record: RecordedRequest, res: ServerResponse): Promise<void> {
+    if (!await beforeAnswer(step, res)) return
     if (step.raw !== undefined) {
       res.writeHead(step.status ?? 502, { 'content-type': step.raw.contentType }).end(step.raw.body)
       return
@@ -98,7 +81,7 @@ export async function startFakeGemini (t: Test) {
       return
     }
     const finishReason = step.finishReason ?? (step.blockReason === undefined ? 'STOP' : undefined)
-    if (!stream) {
+    if (!record.stream) {
       const body = step.blockReason !== undefined
         ? { promptFeedback: { blockReason: step.blockReason }, modelVersion: 'fake' }
         : responseBody(step.text ?? DEFAULT_REPLY, finishReason)
@@ -112,91 +95,33 @@ export async function startFakeGemini (t: Test) {
     }
     const text = step.text ?? DEFAULT_REPLY
     const chunks = step.chunks ?? [text.slice(0, Math.ceil(text.length / 2)), text.slice(Math.ceil(text.length / 2))]
-    for (const [index, chunk] of chunks.entries()) {
-      if (index === step.breakAfterChunks) {
-        // Let the chunks already written reach the caller before the connection breaks.
-        await sleep(30)
-        res.destroy()
-        return
-      }
-      const last = index === chunks.length - 1
-      await new Promise((resolve) => res.write(`data: ${JSON.stringify(responseBody(chunk, last ? finishReason : undefined))}\r\n\r\n`, resolve))
-      if (step.chunkDelayMs !== undefined) await sleep(step.chunkDelayMs)
-      if (res.destroyed) return
-    }
-    res.end()
+    const events = chunks.map((chunk, index) => JSON.stringify(responseBody(chunk, index === chunks.length - 1 ? finishReason : undefined)))
+    if (await writeEvents(res, events, step)) res.end()
   }
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const match = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?.*)?$/.exec(req.url ?? '')
-    if (req.method !== 'POST' || match === null) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 404, message: 'no such fake route', status: 'NOT_FOUND' } }))
-      return
-    }
-    let raw = ''
-    req.setEncoding('utf8').on('data', (chunk: string) => { raw += chunk })
-    req.on('end', () => {
-      const record: RecordedRequest = {
+  return startFakeApi<FakeStep, RecordedRequest>(t, {
+    record (req, raw) {
+      const match = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?.*)?$/.exec(req.url ?? '')
+      if (req.method !== 'POST' || match === null) return undefined
+      return {
         model: match[1],
         stream: match[2] === 'streamGenerateContent',
         apiKey: req.headers['x-goog-api-key'] as string | undefined,
         body: JSON.parse(raw),
         abandoned: false
       }
-      requests.push(record)
-      inFlight++
-      maxInFlight = Math.max(maxInFlight, inFlight)
-      res.on('close', () => {
-        inFlight--
-        if (!res.writableFinished) record.abandoned = true
-      })
-      waiters.splice(0).forEach((wake) => wake())
-      answer(script.shift() ?? defaultStep, record.stream, res).catch(() => res.destroy())
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    server.closeAllConnections()
-    server.close()
-  })
-
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    /** Answers for the next requests, in order; afterwards the default answer. */
-    script: (...steps: FakeStep[]) => { script.push(...steps) },
-    setDefault: (step: FakeStep) => { defaultStep = step },
-    get inFlight () { return inFlight },
-    get maxInFlight () { return maxInFlight },
-    /** Resolves once `count` requests have arrived in total. */
-    async waitForRequests (count: number, timeoutMs = 5000): Promise<void> {
-      const deadline = Date.now() + timeoutMs
-      while (requests.length < count) {
-        if (Date.now() > deadline) throw new Error(`fake Gemini got ${requests.length} of ${count} requests`)
-        await Promise.race([new Promise<void>((resolve) => waiters.push(resolve)), sleep(50)])
-      }
-    }
-  }
+    },
+    notFound: (res) => res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 404, message: 'no such fake route', status: 'NOT_FOUND' } })),
+    answer
+  }, { text: DEFAULT_REPLY })
 }
 
 export type FakeGemini = Awaited<ReturnType<typeof startFakeGemini>>
-
-type EnvOverrides = Partial<Record<keyof Config, string | number>>
 
 /**
  * App configuration pointing the real SDK at the fake, with fast retries
  * and limits that never interfere (each test overrides what it exercises).
  */
 export function aiEnv (fake: FakeGemini, overrides: EnvOverrides = {}): EnvOverrides {
-  return {
-    GEMINI_API_KEY: 'test-key',
-    GEMINI_BASE_URL: fake.url,
-    AI_RETRY_BASE_MS: 10,
-    AI_TIMEOUT_MS: 3000,
-    RATE_LIMIT_MAX: 100000,
-    AI_RATE_LIMIT_MAX: 100000,
-    SLOW_DOWN_AFTER: 100000,
-    ...overrides
-  }
+  return { GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: fake.url, ...FAST_AI_ENV, ...overrides }
 }

@@ -15,7 +15,7 @@ const addFailingRoute = (app: App) => {
   app.get('/test/boom', async () => { throw new Error('boom') })
 }
 
-const failed: AiOutcome = { operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result: 'failed', attempts: 3, latencyMs: 50, errorCode: 'AI_UNAVAILABLE' }
+const failed: AiOutcome = { operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: false, result: 'failed', attempts: 3, latencyMs: 50, errorCode: 'AI_UNAVAILABLE' }
 
 const healthyChecks = {
   highMemory: false,

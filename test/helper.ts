@@ -91,16 +91,16 @@ export interface ChildServer {
  * Starts `src/server.ts` in a real child process with only the given
  * environment, in its own working folder (so a developer's `.env` is not read
  * unless the test writes one there) with its logs in `<cwd>/logs`.
+ * `fileLimit` runs it under `ulimit -n <fileLimit>` (soft and hard).
  */
-export async function spawnServer (t: Test, env: Record<string, string | undefined> = {}, cwd?: string, nodeArgs: string[] = []): Promise<ChildServer & { cwd: string }> {
+export async function spawnServer (t: Test, env: Record<string, string | undefined> = {}, cwd?: string, nodeArgs: string[] = [], fileLimit?: number): Promise<ChildServer & { cwd: string }> {
   const workDir = cwd ?? await tempDir(t, 'lc-proc-')
   // PORT defaults to 0 (any free port); pass `PORT: undefined` to leave it unset.
   const childEnv = Object.fromEntries(Object.entries({ HOST: '127.0.0.1', PORT: '0', ...env, PATH: process.env.PATH })
     .filter((entry): entry is [string, string] => entry[1] !== undefined))
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), ...nodeArgs, join(ROOT, 'src/server.ts')], {
-    cwd: workDir,
-    env: childEnv
-  })
+  const argv = [process.execPath, '--import', import.meta.resolve('tsx'), ...nodeArgs, join(ROOT, 'src/server.ts')]
+  const [command, ...args] = fileLimit === undefined ? argv : ['bash', '-c', `ulimit -n ${fileLimit} && exec "$0" "$@"`, ...argv]
+  const child = spawn(command, args, { cwd: workDir, env: childEnv })
   let out = ''
   let err = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })

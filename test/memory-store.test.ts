@@ -107,18 +107,19 @@ t.test('activity moves a session to the most recently active end; reads do not',
   t.same(await ids(store, ['r', d.id]), [false, true], 'then the room')
 })
 
-t.test('a multiplayer session with someone connected is never evicted; the write still succeeds when nothing can be', async (t) => {
+t.test('a multiplayer session with someone connected is never evicted; other writes still succeed when nothing can be', async (t) => {
   const { store, evictions } = setup(t, { maxBytes: 2048 })
   await store.join('live', sam, 10)
   const old = await store.createCompanion(persona)
   const next = await store.createCompanion(persona)
-  for (let i = 0; i < 5; i++) await store.appendEvent('live', chatMessage('live', 'x'.repeat(100)), 50)
+  for (let i = 0; i < 2; i++) await store.appendEvent('live', chatMessage('live', 'x'.repeat(50)), 50)
   t.same(await ids(store, ['live', old.id, next.id]), [true, false, false], 'the companions went, the live session stayed')
-  t.ok(store.bytes > 2048, 'over budget: only the live session is left, and it is being written')
+  t.ok(store.bytes <= 2048)
   const joined = await store.join('live', { userId: 'u2', playerName: 'Alex' }, 10)
-  t.equal(joined.ok, true, 'writes to it still succeed')
+  t.equal(joined.ok, true, 'it can still be joined')
   const another = await store.createCompanion(persona)
-  t.ok(await store.get(another.id), 'so do new sessions, while nothing else is evictable')
+  t.ok(await store.get(another.id), 'new companions are still created, while nothing else is evictable')
+  t.ok(store.bytes > 2048, 'over budget by that companion: idle sessions keep a quarter of the budget')
   t.ok(await store.get('live'))
   t.same(evictions, [1, 1])
 
@@ -129,9 +130,10 @@ t.test('a multiplayer session with someone connected is never evicted; the write
   t.equal(store.bytes, COMPANION_BYTES)
 })
 
-t.test('once pinned sessions alone fill the budget, no session gains its first participant; joined ones still take joiners', async (t) => {
+t.test('once pinned sessions nearly fill the budget, no session gains its first participant; joined ones still take joiners', async (t) => {
   const LIVE = 512 + 8 + (128 + 4 + 6) // 'live' with Sam
   const MESSAGE = 128 + 2 * (4 + 36 + 1000 + 36 + 50 + 24)
+  const SHORT = 128 + 2 * (4 + 36 + 400 + 36 + 50 + 24)
   const EMPTY_ROOM = 512 + 10
   const alex = { userId: 'u2', playerName: 'Alex' }
   // The reserve idle sessions keep is a quarter of the budget: two companions.
@@ -150,9 +152,14 @@ t.test('once pinned sessions alone fill the budget, no session gains its first p
   t.ok(store.bytes <= 8 * COMPANION_BYTES)
   t.same(await ids(store, [c1.id, c2.id, 'empty']), [false, true, true], 'by evicting the oldest')
   clock.now = 10
-  await store.appendEvent('live', chatMessage('live', 'x'.repeat(1000)), 50)
-  t.equal(store.pinnedBytes, LIVE + 2 * MESSAGE)
-  t.ok(store.pinnedBytes > 8 * COMPANION_BYTES, 'pinned alone are over the budget')
+  await t.rejects(store.appendEvent('live', chatMessage('live', 'x'.repeat(1000)), 50),
+    { code: 'SESSION_FULL', message: 'The server is at capacity: this message cannot be stored right now' },
+    'a message that would take pinned sessions past the budget is refused')
+  t.equal(store.pinnedBytes, LIVE + MESSAGE, 'and nothing of it stored')
+  t.equal((await store.get('live'))?.history.length, 1)
+  await store.appendEvent('live', chatMessage('live', 'x'.repeat(400)), 50)
+  t.equal(store.pinnedBytes, LIVE + MESSAGE + SHORT)
+  t.ok(store.pinnedBytes > 0.75 * 8 * COMPANION_BYTES, 'pinned hold over 75 % of the budget')
   t.same(await ids(store, [c2.id, 'empty']), [true, true], 'idle sessions within the reserve are not evicted for them')
   t.same(evictions, [1])
 
@@ -172,11 +179,11 @@ t.test('once pinned sessions alone fill the budget, no session gains its first p
   t.same(evictions, [1, 1])
 
   await store.leave('live', 'u1')
-  t.equal(store.pinnedBytes, LIVE + 2 * MESSAGE + 140 - 138, 'still pinned by Alex')
+  t.equal(store.pinnedBytes, LIVE + MESSAGE + SHORT + 140 - 138, 'still pinned by Alex')
   await store.leave('live', 'u2')
   t.equal(store.pinnedBytes, 0)
-  t.same(await ids(store, ['empty', c3.id, 'live']), [false, false, true], 'idle now, the room alone is over the budget: the older idle sessions made way')
-  t.same(evictions, [1, 1, 2])
+  t.same(await ids(store, ['empty', c3.id, 'live']), [false, true, true], 'idle now, the room takes the total over the budget: the oldest idle session made way')
+  t.same(evictions, [1, 1, 1])
   t.match(await store.join('new', alex, 10), { ok: true, created: true }, 'below the budget again, new sessions can be joined')
   t.equal(await store.get('live'), undefined, 'and the idle room made way for it')
   await store.leave('new', 'u2')
@@ -187,16 +194,54 @@ t.test('once pinned sessions alone fill the budget, no session gains its first p
   t.equal(store.pinnedBytes, 0)
 })
 
-t.test('capacity: refused at the budget, not one byte before', async (t) => {
+t.test('capacity: a join is refused when it would take pinned bytes past the budget, not one byte before', async (t) => {
   const LIVE = 512 + 8 + (128 + 4 + 6)
-  for (const [maxBytes, reason] of [[LIVE, 'capacity'], [LIVE + 1, undefined]] as const) {
+  for (const [maxBytes, reason] of [[2 * LIVE - 1, 'capacity'], [2 * LIVE, undefined]] as const) {
     const { store } = setup(t, { maxBytes })
     await store.join('live', sam, 10)
     t.equal(store.pinnedBytes, LIVE)
     t.equal((await store.join('next', sam, 10) as { reason?: string }).reason, reason, `budget ${maxBytes}`)
+    t.ok(store.pinnedBytes <= maxBytes)
   }
   const { store } = setup(t)
   for (let i = 0; i < 100; i++) t.equal((await store.join(`r${i}`, sam, 10)).ok, true, 'no budget, no capacity limit')
+})
+
+t.test('every write counts: sessions people are in never grow past the budget, whatever the order of writes', async (t) => {
+  const maxBytes = 64 * 1024
+  const { store } = setup(t, { maxBytes })
+  const refused: string[] = []
+  for (let room = 0; room < 5; room++) await store.join(`room-${room}`, { userId: `u${room}`, playerName: 'P' }, 10)
+  for (let i = 0; i < 250; i++) {
+    const code = `room-${i % 5}`
+    await store.appendEvent(code, chatMessage(code, 'x'.repeat(2000)), 50).catch((error: Error & { code: string }) => refused.push(error.code))
+    t.ok(store.pinnedBytes <= maxBytes, `write ${i}: ${store.pinnedBytes} bytes`)
+  }
+  t.ok(refused.length > 200, `${refused.length} refused`)
+  t.same([...new Set(refused)], ['SESSION_FULL'])
+  t.equal(store.bytes, store.pinnedBytes)
+})
+
+t.test('one owner\'s sessions hold at most its share: its own oldest make way, others\' stay', async (t) => {
+  const { store, evictions } = setup(t, { maxBytes: 100 * COMPANION_BYTES, maxBytesPerOwner: 10 * COMPANION_BYTES })
+  const victim = await store.createCompanion(persona, 'victim')
+  await store.join('victim-room', sam, 10, 'victim')
+  await store.appendEvent('victim-room', chatMessage('victim-room', 'hello'), 50)
+  await store.leave('victim-room', 'u1')
+  const attacker: string[] = []
+  for (let i = 0; i < 500; i++) attacker.push((await store.createCompanion(persona, 'attacker')).id)
+  t.same(await ids(store, [victim.id, 'victim-room']), [true, true], 'the other owner\'s sessions stay')
+  t.same(await ids(store, [attacker[0], attacker[489], attacker[490], attacker[499]]), [false, false, true, true], 'the attacker keeps its newest 10')
+  t.equal(evictions.length, 490)
+  t.ok(store.bytes < 100 * COMPANION_BYTES)
+
+  const pinnedByAttacker = await store.join('attacker-live', { userId: 'a', playerName: 'A' }, 10, 'attacker')
+  t.equal(pinnedByAttacker.ok, true)
+  for (let i = 0; i < 20; i++) await store.createCompanion(persona, 'attacker')
+  t.ok(await store.get('attacker-live'), 'its pinned session is not evicted for its own new ones')
+  const unowned = await store.createCompanion(persona)
+  t.ok(await store.get(unowned.id), 'a session without an owner is not accounted per owner')
+  t.ok(await store.get(victim.id))
 })
 
 t.test('the session being written is never evicted, even when it alone exceeds the budget', async (t) => {
@@ -318,7 +363,8 @@ t.test('through the app: SESSION_MEMORY_MB=1 evicts the oldest companion session
   // 512 + 2 × (22 id + 2,570 persona) = 5,696 bytes each: 184 fit in 1 MiB.
   const created: string[] = []
   for (let i = 0; i < 400; i++) {
-    const response = await app.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig } })
+    // From 40 addresses, each within its creation rate and its share of the budget.
+    const response = await app.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig }, remoteAddress: `127.0.0.${1 + i % 40}` })
     if (response.statusCode !== 200) t.fail(`initialize ${i}: ${response.statusCode}`)
     created.push(response.json().sessionId)
   }

@@ -43,7 +43,7 @@ function setup (overrides: Partial<Thresholds> = {}) {
 }
 
 const outcome = (result: AiOutcome['result'], latencyMs = 100): AiOutcome =>
-  ({ operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs })
+  ({ operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: result === 'ok' || result === 'blocked', result, attempts: 1, latencyMs })
 
 t.test('counts requests by outcome, with exact nearest-rank percentiles', async (t) => {
   const { metrics } = setup()

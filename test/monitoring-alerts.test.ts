@@ -19,7 +19,7 @@ const alertLines = (lines: Line[], change: 'started' | 'cleared', name: string) 
   lines.filter((line) => line.msg === `alert ${change}: ${name}`)
 
 const outcome = (result: AiOutcome['result']): AiOutcome =>
-  ({ operation: 'greeting', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs: 10 })
+  ({ operation: 'greeting', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: result === 'ok' || result === 'blocked', result, attempts: 1, latencyMs: 10 })
 
 const addTestRoutes = (app: App) => {
   app.get('/test/boom', async () => { throw new Error('boom') })

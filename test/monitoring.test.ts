@@ -18,7 +18,7 @@ const addTestRoutes = (app: App) => {
 const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
 
 const outcome = (result: AiOutcome['result'], latencyMs: number): AiOutcome =>
-  ({ operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs })
+  ({ operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: result === 'ok' || result === 'blocked', result, attempts: 1, latencyMs })
 
 /** Nearest-rank percentile, the definition /api/stats uses. */
 const percentile = (sorted: number[], p: number) => sorted[Math.ceil((p * sorted.length) / 100) - 1]
@@ -236,6 +236,16 @@ t.test('without STATS_TOKEN the figures are open', async (t) => {
   const app = await buildTestApp(t)
   t.equal((await app.inject('/api/stats')).statusCode, 200)
   t.equal((await app.inject('/metrics')).statusCode, 200)
+})
+
+const PUBLIC_METRICS = 'STATS_TOKEN is not set in production: /api/stats and /metrics are public, including process_open_fds, memory and connection counts. Set STATS_TOKEN.'
+
+t.test('in production without STATS_TOKEN a warning at startup says the figures are public', async (t) => {
+  const warnings = async (overrides: Record<string, string>) =>
+    (await buildAppWithLog(t, overrides)).stdout().filter((line) => line.msg === PUBLIC_METRICS)
+  t.match(await warnings({ NODE_ENV: 'production' }), [{ level: 'warn' }])
+  t.same(await warnings({ NODE_ENV: 'production', STATS_TOKEN: 'token' }), [])
+  t.same(await warnings({ NODE_ENV: 'development' }), [])
 })
 
 t.test('every STATS_INTERVAL_MS: a snapshot in server-stats.log and a summary on stdout', async (t) => {

@@ -236,3 +236,22 @@ t.test('two clients with different source addresses are counted separately', asy
   checkLimit(t, refused.headers, { limit: 2, remaining: 0, seconds: 900, since }, true, 'refused')
   t.same(await answer('127.0.0.3'), served('1'), 'second client has its own budget')
 })
+
+t.test('OPTIONS requests count against the general limit; approved CORS preflights do not', async (t) => {
+  const app = await buildTestApp(t, { RATE_LIMIT_MAX: 3, ...NO_DELAY })
+  const options = (url: string, headers: Record<string, string> = {}) =>
+    app.inject({ method: 'OPTIONS', url, remoteAddress: '203.0.113.9', headers })
+  const scan = await options('/wp-admin/scan')
+  t.equal(scan.statusCode, 404, 'an OPTIONS to an unknown URL without a preflight is not found')
+  t.equal(scan.headers['ratelimit-remaining'], '2', 'and counted')
+  t.equal((await options('/.env')).statusCode, 404)
+  const preflight = await options('/api/ai-companion/chat', { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' })
+  t.equal(preflight.statusCode, 204)
+  t.equal(preflight.headers['access-control-allow-origin'], 'http://localhost:5173')
+  t.equal(preflight.headers['ratelimit-remaining'], undefined, 'an approved preflight is answered before the limit')
+  t.equal((await options('/cgi-bin/scan')).headers['ratelimit-remaining'], '0')
+  const refused = await options('/cgi-bin/other')
+  t.equal(refused.statusCode, 429, 'the fourth counted is refused')
+  t.equal(refused.json().code, 'RATE_LIMITED')
+  t.equal((await app.inject({ method: 'OPTIONS', url: '/x', remoteAddress: '203.0.113.10' })).statusCode, 404, 'another client is not')
+})

@@ -102,3 +102,49 @@ t.test('wrong STATS_TOKEN guesses count against the rate limit', async (t) => {
   t.equal(limited.statusCode, 429, 'the fourth guess is rate-limited')
   t.equal(limited.json().code, 'RATE_LIMITED')
 })
+
+t.test('HTTP/1.1 without Host and an unsupported Expect get the SPEC §2 shape with the security headers', async (t) => {
+  const { port } = await startServer(t)
+  const { text: noHost } = await raw(port, ['GET /health/live HTTP/1.1\r\nUser-Agent: x\r\n\r\n'])
+  t.match(noHost, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(noHost, /\r\ncontent-security-policy: default-src 'self'/i)
+  t.match(noHost, /\r\nx-content-type-options: nosniff\r\n/i)
+  t.match(noHost, /\r\nconnection: close\r\n/i)
+  t.match(noHost, /\r\n\r\n\{"error":"An HTTP\/1\.1 request needs a Host header","code":"BAD_REQUEST","statusCode":400\}$/)
+  const { text: http10 } = await raw(port, ['GET /health/live HTTP/1.0\r\n\r\n'])
+  t.match(http10, /^HTTP\/1\.1 200 OK\r\n/, 'HTTP/1.0 needs no Host')
+
+  const { text: expect } = await raw(port, ['POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'])
+  t.match(expect, /^HTTP\/1\.1 417 Expectation Failed\r\n/)
+  t.match(expect, /\r\ncontent-security-policy: default-src 'self'/i)
+  t.match(expect, /\r\n\r\n\{"error":"Only \\"Expect: 100-continue\\" is supported","code":"EXPECTATION_FAILED","statusCode":417\}$/)
+
+  const { text: malformed } = await raw(port, ['GET /health/live HTTP/1.1\r\nHost: x\r\nUser-Agent: evil\u001b[31m\r\n\r\n'])
+  t.match(malformed, /\r\nx-content-type-options: nosniff\r\n/i, 'parser-level refusals carry the security headers too')
+})
+
+t.test('request smuggling shapes are refused with 400: CL+TE, duplicate Content-Length, obs-fold', async (t) => {
+  const { port } = await startServer(t)
+  const shapes = {
+    'CL+TE': 'POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n',
+    'duplicate CL': 'POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}',
+    'obs-fold': 'GET /health/live HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n'
+  }
+  for (const [shape, request] of Object.entries(shapes)) {
+    const { text } = await raw(port, [request])
+    t.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/, shape)
+    t.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, `${shape}: one answer, nothing smuggled behind it`)
+  }
+})
+
+t.test('deep JSON nesting and nested __proto__ are refused with 400, never a crash', async (t) => {
+  const { url } = await startServer(t)
+  const post = (body: string) => fetch(`${url}/api/ai-companion/initialize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+  const deep = await post('['.repeat(20000) + ']'.repeat(20000))
+  t.equal(deep.status, 400)
+  t.match(await deep.json(), { statusCode: 400 })
+  const poisoned = await post(JSON.stringify({ companionConfig: { name: 'A', personality: 'p', identity: 'i', role: 'r', nested: { deeper: JSON.parse('{"__proto__":{"polluted":true}}') } } }).replace('"deeper":{}', '"deeper":{"__proto__":{"polluted":true}}'))
+  t.same(await poisoned.json(), { error: 'Request body contains a forbidden __proto__ or constructor key', code: 'INVALID_JSON', statusCode: 400 })
+  t.equal(({} as Record<string, unknown>).polluted, undefined)
+  t.equal((await fetch(`${url}/health/live`)).status, 200)
+})

@@ -99,13 +99,13 @@ export async function refusedUpgrade (t: Test, httpUrl: string, options: ClientO
   return { statusCode: response.statusCode, headers: response.headers, body: JSON.parse(text) }
 }
 
-/** A client frame (masked, as RFC 6455 requires of clients), for raw sockets. */
-export function clientFrame (payload: string | Buffer, opcode = 0x1): Buffer {
+/** A client frame (masked, as RFC 6455 requires of clients), for raw sockets; `fin: false` for all but a message's last fragment. */
+export function clientFrame (payload: string | Buffer, opcode = 0x1, fin = true): Buffer {
   const body = Buffer.from(payload)
   const mask = Buffer.from([1, 2, 3, 4])
   const lengthBytes = body.length < 126 ? 0 : body.length < 65536 ? 2 : 8
   const header = Buffer.alloc(2 + lengthBytes)
-  header[0] = 0x80 | opcode
+  header[0] = (fin ? 0x80 : 0) | opcode
   if (lengthBytes === 0) header[1] = 0x80 | body.length
   else if (lengthBytes === 2) {
     header[1] = 0x80 | 126

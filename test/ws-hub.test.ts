@@ -133,8 +133,8 @@ t.test('gateway: a store failure is an error event; an unexpected one is INTERNA
 })
 
 t.test('a store at capacity: joining a new session is SESSION_FULL with its own message, the connection stays open', async (t) => {
-  // One session with one person in it fills this budget.
-  const store = memoryStore(t, 700)
+  // A session with two people and a message fits this budget; a second session does not.
+  const store = memoryStore(t, 1350)
   const { url, reported } = await listen(t, { store, maxParticipants: 10 })
   const [sam, alex] = [await TestClient.connect(t, url), await TestClient.connect(t, url)]
   await sam.join('date', 'Sam')

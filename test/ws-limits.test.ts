@@ -111,9 +111,11 @@ t.test('WS_MAX_PAYLOAD (default 16384): a frame of that size is handled, one byt
     method: 'GET',
     ip: '127.0.0.1',
     userId: a.userId,
-    err: { type: 'RangeError', code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', message: 'Max payload size exceeded' }
+    code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+    errType: 'RangeError',
+    errMessage: 'Max payload size exceeded'
   })
-  t.match(line.err.stack, /^RangeError: Max payload size exceeded\n/)
+  t.equal(line.err, undefined, 'the client\'s error: a short line, no stack')
 })
 
 t.test('invalid UTF-8 closes with 1007', async (t) => {
@@ -121,7 +123,7 @@ t.test('invalid UTF-8 closes with 1007', async (t) => {
   const a = await TestClient.connect(t, url)
   a.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false })
   t.equal((await a.closed).code, 1007)
-  const line = await waitForLogLine(app.config.LOG_DIR, 'errors', (l) => l.err?.code === 'WS_ERR_INVALID_UTF8')
+  const line = await waitForLogLine(app.config.LOG_DIR, 'errors', (l) => l.code === 'WS_ERR_INVALID_UTF8')
   t.match(line, {
     level: 'warn',
     msg: 'websocket protocol error',
@@ -129,7 +131,8 @@ t.test('invalid UTF-8 closes with 1007', async (t) => {
     method: 'GET',
     ip: '127.0.0.1',
     userId: a.userId,
-    err: { type: 'Error', message: 'Invalid WebSocket frame: invalid UTF-8 sequence' }
+    errType: 'Error',
+    errMessage: 'Invalid WebSocket frame: invalid UTF-8 sequence'
   })
 })
 
@@ -150,7 +153,7 @@ t.test('heartbeat: a peer that does not answer pings is terminated; one that doe
 })
 
 t.test('a slow reader is closed with 1013 once its unsent data passes WS_MAX_BUFFERED_BYTES; the others go on', async (t) => {
-  const { url } = await startServer(t, { WS_MAX_BUFFERED_BYTES: 64 * 1024, WS_MESSAGE_RATE: 100000 })
+  const { url } = await startServer(t, { WS_MAX_BUFFERED_BYTES: 64 * 1024, WS_MESSAGE_RATE: 100000, WS_FRAME_RATE: 100000, WS_BYTE_RATE: 1 << 30 })
   let tcp: Socket | undefined
   const slow = await TestClient.connect(t, url, {
     createConnection: (options: any) => (tcp = tcpConnect(options))

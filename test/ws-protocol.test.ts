@@ -170,6 +170,22 @@ t.test('text rules: trimmed, measured in code points, control characters refused
   t.equal(b.pending, 0)
 })
 
+t.test('player names: invisible, bidi, tag and zero-width characters are stripped as in persona fields; an invisible-only name is refused', async (t) => {
+  const { url } = await startServer(t)
+  const a = await TestClient.connect(t, url)
+  const b = await TestClient.connect(t, url)
+  await a.join('names', 'Al')
+  const nameRule = 'data.playerName must be a string of 1–50 characters on one line, without control characters'
+  for (const invisible of ['\u200b\u200d', '\u202e\u2066', '\u{E0041}\u{E0042}', ' \u2060\ufeff ']) {
+    b.send('join-session', { sessionId: 'names', playerName: invisible }, 'x')
+    t.same(await b.next(), { event: 'error', data: { message: nameRule, code: 'INVALID_MESSAGE', id: 'x' } }, JSON.stringify(invisible))
+  }
+  await b.join('names', '\u202eBo\u200bb\u{E0041}\uff21')
+  t.same(await a.next(), { event: 'user-joined', data: { sessionId: 'names', userId: b.userId, playerName: 'BobA' } }, 'the others see the cleaned, NFKC-normalised name')
+  b.send('join-session', { sessionId: 'other', playerName: '\ufdfa'.repeat(3) }, 'long')
+  t.same(await b.next(), { event: 'error', data: { message: nameRule, code: 'INVALID_MESSAGE', id: 'long' } }, 'measured after normalisation')
+})
+
 t.test('every error code is an error event and the connection stays open', async (t) => {
   const { url } = await startServer(t)
   const a = await TestClient.connect(t, url)

@@ -1,4 +1,3 @@
-import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Static } from '@sinclair/typebox'
@@ -6,7 +5,8 @@ import type { Config } from '../config.js'
 import { toErrorBody } from '../errors.js'
 import type { Stats } from '../schemas/monitoring.js'
 import type { Alert, AlertChange } from '../services/monitoring/alerts.js'
-import { createMetricsService, toMB, uptime, type MetricsService, type ResourceFigures, type Thresholds } from '../services/monitoring/metrics.js'
+import { createMetricsService, toMB, uptime, type MetricsService, type Thresholds } from '../services/monitoring/metrics.js'
+import { createResourceSampler } from '../services/monitoring/sampler.js'
 
 declare module 'fastify' {
   interface FastifyInstance { metrics: MetricsService }
@@ -44,33 +44,24 @@ function thresholdsFrom (config: Config): Thresholds {
 }
 
 /**
- * Metrics, alerts and the periodic stats log (SPEC §8). under-pressure samples
- * memory and event-loop delay once a second; it gets no max* option, so it
- * adds no hook and never answers 503 by itself: only /health and
- * /health/ready report, a memory warning never becomes an outage of every route.
+ * Metrics, alerts and the periodic stats log (SPEC §8). The resource sampler
+ * reads memory and event-loop delay once a second; it answers nothing by
+ * itself: only /health and /health/ready report, so a memory warning never
+ * becomes an outage of every route.
  *
  * Alerts are evaluated when something they depend on is recorded (a request:
  * error rate and slow response; an AI outcome; a connection opening or
  * closing), on every /health probe and /api/stats or /metrics read, and on a
  * timer (every STATS_INTERVAL_MS, at most 10 s apart) for what changes with
  * time alone: memory, the window sliding past old errors, a quiet slow alert.
- * @see https://github.com/fastify/under-pressure
  */
 export default fp(async (app) => {
   const { STATS_INTERVAL_MS } = app.config
-  await app.register(underPressure, { sampleInterval: SAMPLE_INTERVAL_MS })
-
-  const resources = (): ResourceFigures => {
-    const { rssBytes, heapUsed, eventLoopDelay } = app.memoryUsage()
-    // Before under-pressure's first sample (1 s after start) its figures are 0.
-    if (rssBytes === 0) {
-      const { rss, heapUsed: heap } = process.memoryUsage()
-      return { rssBytes: rss, heapUsedBytes: heap, eventLoopDelayMs: 0 }
-    }
-    // Infinity means no tick at all during the sample: stalled for all of it.
-    const delay = Number.isFinite(eventLoopDelay) ? eventLoopDelay : SAMPLE_INTERVAL_MS
-    return { rssBytes, heapUsedBytes: heapUsed, eventLoopDelayMs: delay }
-  }
+  const sampler = createResourceSampler({
+    intervalMs: SAMPLE_INTERVAL_MS,
+    onError: (error) => app.log.warn({ err: error }, 'could not read the process memory (figures keep their last values)')
+  })
+  const resources = sampler.figures
 
   // Critical alerts (the ones that take the instance out of rotation) go to
   // errors.log, the others to the stdout log; one line per change.
@@ -119,6 +110,7 @@ export default fp(async (app) => {
     statsTimer = setInterval(() => { logStats(app) }, STATS_INTERVAL_MS).unref()
   })
   app.addHook('onClose', async () => {
+    sampler.close()
     clearInterval(evaluateTimer)
     clearInterval(statsTimer)
   })

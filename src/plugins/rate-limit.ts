@@ -1,7 +1,7 @@
 import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { Errors, withFields } from '../errors.js'
+import { rateLimited } from '../errors.js'
 import { createRedisSlowDownStore } from '../services/limits/redis-slow-down-store.js'
 import { createMemorySlowDownStore, createSlowDown } from '../services/limits/slow-down.js'
 
@@ -14,8 +14,6 @@ declare module 'fastify' {
 
 /** Clients tracked per limit at once; past it the least recently seen is forgotten, so memory stays bounded. */
 const MAX_TRACKED_CLIENTS = 10_000
-
-const rateLimited = (retryAfter: number) => withFields(new Errors.RATE_LIMITED(retryAfter), { retryAfter })
 
 /** Adds a route-level onRequest hook without mutating an array the route may share with its HEAD twin. */
 function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void {
@@ -31,7 +29,8 @@ function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void
  *   slowed down past SLOW_DOWN_AFTER; `config: { rateLimit: false }` (the
  *   plugin's own flag) opts a route out of both, as the health probes do;
  * - `config: { aiRateLimit: true }` adds AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS.
- * Routes registered before it (the /docs UI, CORS preflights) are not seen and not limited.
+ * Routes registered before it (the /docs UI) are not seen and not limited; OPTIONS requests
+ * other than approved CORS preflights are counted by the unknown-route hook.
  * Counters live in this instance's memory, or with REDIS_URL in Redis, shared
  * by every instance (@fastify/rate-limit's own Redis store for the limits).
  * A failing counter store lets requests through rather than answering 500,
@@ -107,9 +106,13 @@ export default fp(async (app) => {
   })
 
   // Unknown URLs have no route to configure: one cheap check on every request
-  // (Fastify gives the not-found handler the instance's hooks).
+  // (Fastify gives the not-found handler the instance's hooks). OPTIONS
+  // requests count too: @fastify/cors routes them all to one `OPTIONS *`
+  // route registered before this plugin, so a scanner's OPTIONS to unknown
+  // URLs would never be counted. Preflights it approves are answered in its
+  // own earlier hook and so are not counted.
   app.addHook('onRequest', function limitUnknownRoutes (this: FastifyInstance, request, reply, done) {
-    if (!request.is404) return done()
+    if (!request.is404 && request.method !== 'OPTIONS') return done()
     generalLimit.call(this, request, reply).then(
       () => slowDownHook === undefined ? done() : slowDownHook(request, reply, done),
       done

@@ -60,8 +60,9 @@ function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
 }
 
 /**
- * Security headers (helmet, CSP `default-src 'self'`, HSTS in production only)
- * and CORS for the allowed browser origins.
+ * Security headers (helmet, CSP `default-src 'self'`, HSTS in production only),
+ * CORS for the allowed browser origins, and the SPEC §2 shape for requests
+ * Node would refuse with empty bodies (no Host, an unsupported Expect).
  * @see https://helmetjs.github.io/
  * @see https://github.com/fastify/fastify-cors
  */
@@ -70,9 +71,25 @@ export default fp(async (app) => {
   const isAllowedOrigin = createOriginPolicy(app.config)
 
   const headers = securityHeaders(app.config)
-  app.addHook('onRequest', (_request, reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     for (const [name, value] of headers) reply.header(name, value)
+    // RFC 9112 §3.2; Node's own refusal (requireHostHeader) is an empty 400.
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      reply.header('connection', 'close')
+      return done(new Errors.BAD_REQUEST('An HTTP/1.1 request needs a Host header'))
+    }
     done()
+  })
+
+  // An Expect other than 100-continue: Node would answer an empty 417 itself.
+  // No request exists for Fastify, so the answer is written here.
+  const expectationFailed = new Errors.EXPECTATION_FAILED()
+  const expectationBody = JSON.stringify({ error: expectationFailed.message, code: expectationFailed.code, statusCode: 417 })
+  app.server.on('checkExpectation', (_request, response) => {
+    for (const [name, value] of headers) response.setHeader(name, value)
+    response.writeHead(417, {
+      'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(expectationBody), connection: 'close'
+    }).end(expectationBody)
   })
 
   await app.register(cors, {

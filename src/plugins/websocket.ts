@@ -1,10 +1,13 @@
 import { normalizeIP } from '@fastify/rate-limit'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import fp from 'fastify-plugin'
-import { Errors } from '../errors.js'
+import { Errors, rateLimited } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
 import { createChatHub } from '../services/chat/hub.js'
 import { createOriginPolicy } from '../services/http/origins.js'
+import { createKeyedRate } from '../services/limits/keyed-rate.js'
+import { createLogSampler } from '../services/logs/log-sampler.js'
+import { createFrameMeter } from '../services/chat/frame-meter.js'
 import { createWsGateway } from '../services/chat/gateway.js'
 
 /** Longest wait for a peer's answer to our close frame before the socket is cut. */
@@ -21,10 +24,15 @@ const CLOSE_INTERNAL_ERROR = 1011
 export default fp(async (app) => {
   const {
     SESSION_MAX_PARTICIPANTS, WS_MAX_PAYLOAD, WS_PING_INTERVAL_MS, WS_MESSAGE_RATE, WS_MESSAGE_WINDOW_MS,
-    WS_MAX_CONNECTIONS, WS_MAX_CONNECTIONS_PER_IP, WS_MAX_BUFFERED_BYTES, SHUTDOWN_TIMEOUT_MS
+    WS_MAX_CONNECTIONS, WS_MAX_CONNECTIONS_PER_IP, WS_MAX_BUFFERED_BYTES, SHUTDOWN_TIMEOUT_MS,
+    WS_MAX_FRAGMENTS, WS_FRAME_RATE, WS_BYTE_RATE, WS_UPGRADE_RATE, WS_UPGRADE_WINDOW_MS,
+    PROTOCOL_ERROR_LOG_MAX, PROTOCOL_ERROR_LOG_WINDOW_MS
   } = app.config
   const { metrics, logFiles: { errors: errorLog } } = app
   const isAllowedOrigin = createOriginPolicy(app.config)
+
+  const upgrades = createKeyedRate({ rate: WS_UPGRADE_RATE, windowMs: WS_UPGRADE_WINDOW_MS })
+  const protocolErrorLines = createLogSampler({ max: PROTOCOL_ERROR_LOG_MAX, windowMs: PROTOCOL_ERROR_LOG_WINDOW_MS })
 
   const hub = createChatHub({ store: app.sessions, maxParticipants: SESSION_MAX_PARTICIPANTS })
   const gateway = createWsGateway({
@@ -35,16 +43,33 @@ export default fp(async (app) => {
     messageWindowMs: WS_MESSAGE_WINDOW_MS,
     maxBufferedBytes: WS_MAX_BUFFERED_BYTES,
     pingIntervalMs: WS_PING_INTERVAL_MS,
+    // A join that would create a session counts against the creation rate.
+    admitJoin: async (ip, sessionId) => {
+      if ((await app.sessions.get(sessionId))?.kind !== 'multiplayer') app.admitSessionCreation(ip)
+    },
     onOpen: () => metrics.connectionOpened(),
     onClose: () => metrics.connectionClosed(),
     onError: (error, { userId, ip }) => {
-      // ws errors (WS_ERR_*) are the client's doing and already answered with
-      // a close code; anything else is ours. The Error itself is logged so
-      // pino records its real type, message and stack.
-      const protocol = String((error as Error & { code?: unknown }).code).startsWith('WS_ERR_')
-      errorLog[protocol ? 'warn' : 'error']({ route: '/ws', method: 'GET', ip, userId, err: error },
-        protocol ? 'websocket protocol error' : 'websocket failed')
+      const { code } = error as Error & { code?: unknown }
+      if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) {
+        // Ours: the Error itself, so pino records its real type, message and stack.
+        errorLog.error({ route: '/ws', method: 'GET', ip, userId, err: error }, 'websocket failed')
+        return
+      }
+      // ws errors (WS_ERR_*) are the client's doing, already answered with a
+      // close code, and repeatable at will: a short line without a stack (flat
+      // fields: pino's err serializer would add one), at most
+      // PROTOCOL_ERROR_LOG_MAX per address per window.
+      const suppressed = protocolErrorLines.admit(ip)
+      if (suppressed === undefined) return
+      errorLog.warn({
+        route: '/ws', method: 'GET', ip, userId, code, errType: error.name, errMessage: error.message, ...(suppressed > 0 ? { suppressed } : {})
+      }, 'websocket protocol error')
     }
+  })
+
+  const frameMeter = createFrameMeter({
+    maxFragments: WS_MAX_FRAGMENTS, frameRate: WS_FRAME_RATE, byteRate: WS_BYTE_RATE, windowMs: WS_MESSAGE_WINDOW_MS
   })
 
   // `closeTimeout` is a ws ≥ 8.18 option that @types/ws does not list yet.
@@ -74,12 +99,16 @@ export default fp(async (app) => {
     }
   })
 
-  app.addHook('onClose', async () => gateway.close())
+  app.addHook('onClose', async () => {
+    gateway.close()
+    await upgrades.close()
+    await protocolErrorLines.close()
+  })
 
   app.route({
     method: 'GET',
     url: '/ws',
-    // Connection caps and the per-connection message rate limit this route.
+    // Its own limits: the upgrade rate, connection caps, message and frame rates.
     config: { rateLimit: false },
     schema: {
       summary: 'WebSocket upgrade for multiplayer sessions (protocol: README)',
@@ -92,7 +121,9 @@ export default fp(async (app) => {
       if (!request.ws) return
       // Keyed like the HTTP rate limits: an IPv6 host owns its whole /64, so
       // rotating addresses in it must not multiply its connection cap.
-      const refusal = gateway.refusal(normalizeIP(request.ip))
+      const ip = normalizeIP(request.ip)
+      if (!upgrades.take(ip)) throw rateLimited(upgrades.retryAfterSeconds)
+      const refusal = gateway.refusal(ip)
       if (refusal === 'server') throw new Errors.TOO_MANY_CONNECTIONS()
       if (refusal === 'address') throw new Errors.TOO_MANY_CONNECTIONS_FROM_IP(WS_MAX_CONNECTIONS_PER_IP)
     },
@@ -108,6 +139,7 @@ export default fp(async (app) => {
       throw new Errors.UPGRADE_REQUIRED()
     },
     wsHandler: (socket, request) => {
+      frameMeter.attach(request.raw.socket, socket)
       socket.removeAllListeners('error')
       gateway.accept(socket, normalizeIP(request.ip))
     }

@@ -1,4 +1,5 @@
 import { finished, Readable } from 'node:stream'
+import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
@@ -86,6 +87,8 @@ interface Exchange {
   /** The turns before the message (the AI service sends the last AI_HISTORY_MESSAGES of them). */
   context: readonly StoredTurn[]
   message: string
+  /** How the AI call is logged (ai-requests.log `operation`). */
+  operation: 'chat' | 'regenerate'
   /** Keeps what the exchange leaves in the history; `reply` undefined: the AI was unavailable. */
   keep: (reply: CompanionReply | undefined, at: number) => Promise<unknown>
 }
@@ -93,6 +96,13 @@ interface Exchange {
 const companion: FastifyPluginAsyncTypebox = async (app) => {
   const { ai, sessions, config } = app
   const keep = config.COMPANION_HISTORY_KEPT
+
+  /** A new companion session, counted against its creator's creation rate and memory share. */
+  function createSession (request: FastifyRequest, persona: Persona): Promise<CompanionSession> {
+    const owner = normalizeIP(request.ip)
+    app.admitSessionCreation(owner)
+    return sessions.createCompanion(persona, owner)
+  }
   const logFailure = (what: string) => (error: unknown) => app.log.error({ errType: (error as Error).name }, what)
 
   // The policy of SPEC §2.5 over state in the session store (shared in Redis mode).
@@ -162,9 +172,9 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
    * attempt of this idempotent request made, else a new one from
    * companionConfig, else 404.
    */
-  async function openSession ({ sessionId, companionConfig }: Static<typeof ChatBody>, run: IdempotentRun | null): Promise<CompanionSession> {
+  async function openSession (request: FastifyRequest, { sessionId, companionConfig }: Static<typeof ChatBody>, run: IdempotentRun | null): Promise<CompanionSession> {
     const session = await liveCompanion(sessionId) ?? await liveCompanion(run?.retrying?.sessionId) ??
-      (companionConfig === undefined ? undefined : await sessions.createCompanion(toPersona(companionConfig)))
+      (companionConfig === undefined ? undefined : await createSession(request, toPersona(companionConfig)))
     if (session === undefined) throw new Errors.SESSION_NOT_FOUND()
     if (run !== null) run.sessionId = session.id
     return session
@@ -176,6 +186,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       session,
       context: session.history,
       message,
+      operation: 'chat',
       keep: async (reply, at) => {
         if (reply?.blocked === true) return
         const user: StoredTurn = { role: 'user', text: message, timestamp: receivedAt }
@@ -193,6 +204,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
       session,
       context: session.history.slice(0, index),
       message: session.history[index].text,
+      operation: 'regenerate',
       keep: async (reply, at) => {
         const model = modelTurn(reply, at)
         if (model !== undefined) await sessions.reviseReply(session.id, model, keep)
@@ -222,11 +234,11 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     }
     const signal = disconnectSignal(reply)
     if (wantsEventStream(request)) return streamReply(request, reply, exchange, signal, release)
-    const { session, context, message } = exchange
+    const { session, context, message, operation } = exchange
     try {
       let result: CompanionReply
       try {
-        result = await ai.reply(session.persona, context, message, { signal })
+        result = await ai.reply(session.persona, context, message, { signal, operation })
       } catch (error) {
         if (signal.aborted) return
         throw await failed(error, exchange)
@@ -246,8 +258,8 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
    * remembered as the JSON body of its `done` event.
    */
   async function streamReply (request: FastifyRequest, reply: FastifyReply, exchange: Exchange, signal: AbortSignal, release: () => Promise<void>) {
-    const { session, context, message } = exchange
-    const replies = ai.replyStream(session.persona, context, message, { signal })
+    const { session, context, message, operation } = exchange
+    const replies = ai.replyStream(session.persona, context, message, { signal, operation })
     // The AI request and the lock end with the response, however that ends: a
     // client gone mid-stream, or even before the stream below was first read
     // (a stream destroyed unread never runs its generator, so a `finally`
@@ -330,7 +342,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     // A retry of an initialize that got a 503 greets in the session that 503 named (still without a greeting).
     const run = request.idempotency
     const earlier = await liveCompanion(run?.retrying?.sessionId)
-    const session = earlier?.history.length === 0 ? earlier : await sessions.createCompanion(persona)
+    const session = earlier?.history.length === 0 ? earlier : await createSession(request, persona)
     if (run !== null) run.sessionId = session.id
     const signal = disconnectSignal(reply)
     let greeting: CompanionReply
@@ -358,7 +370,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const receivedAt = Date.now()
     const { message } = request.body
-    const { id } = await openSession(request.body, request.idempotency)
+    const { id } = await openSession(request, request.body, request.idempotency)
     const retry = request.idempotency?.retrying !== undefined
     return generate(request, reply, id, async () => {
       const session = await companionSession(id)

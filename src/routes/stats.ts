@@ -33,6 +33,12 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
   const exporter = createPrometheusExporter()
   const security = STATS_TOKEN === undefined ? undefined : [{ statsToken: [] }]
 
+  if (STATS_TOKEN === undefined && app.config.NODE_ENV === 'production') {
+    // /metrics shows process_open_fds, connection counts and memory: a map for
+    // whoever plans a flood. Loud, because nothing else will say so.
+    app.log.warn('STATS_TOKEN is not set in production: /api/stats and /metrics are public, including process_open_fds, memory and connection counts. Set STATS_TOKEN.')
+  }
+
   if (STATS_TOKEN !== undefined) {
     const authorized = bearerCheck(STATS_TOKEN)
     // Encapsulated: applies to this plugin's two routes only. A preHandler,

@@ -16,9 +16,12 @@ export const errorResponses = (...statusCodes: number[]): Record<number, TSchema
 /*
  * Characters allowed in user text (SPEC §2.1, §3): no control characters
  * except tab, CR and LF; single-line text (names) has no CR or LF either.
+ * No lone surrogates ("\udfff" in JSON): they are no text, and an upstream
+ * API refuses them (issue 15). Both patterns are used with the `u` flag (Ajv
+ * sets it), where a surrogate pair is one code point outside \uD800-\uDFFF.
  * HTTP (Ajv) and WebSocket (TypeBox compiler) schemas both build on these.
  */
-export const TEXT_CHAR = '[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]'
-export const LINE_CHAR = '[^\\x00-\\x08\\x0A-\\x1F\\x7F-\\x9F]'
+export const TEXT_CHAR = '[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F\\uD800-\\uDFFF]'
+export const LINE_CHAR = '[^\\x00-\\x08\\x0A-\\x1F\\x7F-\\x9F\\uD800-\\uDFFF]'
 export const TEXT_RULE = 'without control characters (tab, CR and LF are allowed)'
 export const LINE_RULE = 'on one line, without control characters'

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox'
+import { AI_PROVIDERS } from '../config.js'
 import { Timestamp } from './common.js'
 
 /* Health and monitoring bodies (SPEC §8). Every figure is a number. */
@@ -19,7 +20,7 @@ export const AlertSchema = Type.Object({
 })
 
 const Circuit = Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')])
-const Provider = Type.Union([Type.Literal('gemini'), Type.Literal('offline')])
+const Provider = Type.Union(AI_PROVIDERS.map((name) => Type.Literal(name)))
 
 const InstanceId = Type.String({ description: 'random at boot: tells the instances behind a load balancer apart' })
 

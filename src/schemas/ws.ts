@@ -7,15 +7,18 @@ import { LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE } from './common.js'
  * client event. Every schema carries a `must` sentence, so an INVALID_MESSAGE
  * names the field and what it must be (as config errors do).
  *
- * Text fields are trimmed before validation (`trim: true`), then measured in
+ * Text fields are trimmed before validation (`trim: true`; `clean: true`
+ * also NFKC-normalises and strips invisible characters, as for persona
+ * fields, so an invisible-only name is empty and refused), then measured in
  * Unicode code points: a `u` regular expression counts code points where
  * maxLength would count UTF-16 units (an emoji is one character, SPEC §2.1).
  * Control characters (Cc) are rejected except tab, CR and LF; single-line
  * fields reject CR and LF too.
  */
 
-const text = (min: number, max: number, singleLine = false) =>
+const text = (min: number, max: number, singleLine = false, options: { clean?: true } = {}) =>
   Type.RegExp(new RegExp(`^${singleLine ? LINE_CHAR : TEXT_CHAR}{${min},${max}}$`, 'u'), {
+    ...options,
     trim: true,
     must: `a string of ${min}–${max} characters ${singleLine ? LINE_RULE : TEXT_RULE}`
   })
@@ -30,7 +33,8 @@ export const DEFAULT_PLAYER_NAME = 'Anonymous'
 export const ClientEventData = {
   'join-session': Type.Object({
     sessionId: SessionCode,
-    playerName: Type.Optional(text(1, 50, true))
+    // Echoed to everyone in the session: cleaned like persona fields (`clean`).
+    playerName: Type.Optional(text(1, 50, true, { clean: true }))
   }),
   'leave-session': Type.Object({
     sessionId: SessionCode

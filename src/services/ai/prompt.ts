@@ -15,9 +15,14 @@ export interface ModelTurn {
   parts: Array<{ text: string }>
 }
 
+/** One AI request as every provider receives it: the same prompt for all (SPEC §4.9). */
 export interface ModelRequest {
-  systemInstruction: string
-  contents: ModelTurn[]
+  operation: Operation
+  persona: Persona
+  /** The system text: persona data block, the server's policy, the task. */
+  system: string
+  /** Alternating user/model turns, the user's newest message last. */
+  turns: ModelTurn[]
 }
 
 // Every Unicode format character (zero-width, bidi controls, tag characters
@@ -82,5 +87,5 @@ export function conversation (history: readonly ChatTurn[], message: string, lim
 }
 
 export function buildRequest (persona: Persona, operation: Operation, history: readonly ChatTurn[], message: string, limit: number): ModelRequest {
-  return { systemInstruction: systemInstruction(persona, operation), contents: conversation(history, message, limit) }
+  return { operation, persona, system: systemInstruction(persona, operation), turns: conversation(history, message, limit) }
 }

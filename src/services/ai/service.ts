@@ -3,25 +3,24 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { AiOutcome, AiStatus } from './outcome.js'
 import type { ChatTurn, Persona } from '../sessions/store.js'
 import { createCircuitBreaker } from './circuit-breaker.js'
-import { blockedReply, greetingFallback, offlineReply, unavailableReply } from './fallbacks.js'
-import { createGeminiClient, type ModelChunk } from './gemini.js'
+import { blockedReply, greetingFallback, unavailableReply } from './fallbacks.js'
 import { createConcurrencyLimiter, LimiterRejection } from './limiter.js'
-import { buildRequest, GREETING_REQUEST, type Operation } from './prompt.js'
+import { buildRequest, GREETING_REQUEST } from './prompt.js'
+import type { ModelChunk, ModelProvider } from './provider.js'
 import { nextRetryDelay } from './retry.js'
-import { classifyFailure, type UpstreamFailure } from './upstream-errors.js'
+import { isUpstreamHealthFailure, TIMEOUT, type UpstreamFailure } from './upstream-errors.js'
 
 /*
  * The AI companion (SPEC §4): prompt, retries, circuit breaker, concurrency
- * bound, offline mode, blocked replies and one AiOutcome per request. Plain
- * factory, no Fastify: the clock, the backoff sleep and the jitter source
- * are injected so tests need not wait. Without an API key it runs offline.
+ * bound, offline mode, blocked replies and one AiOutcome per request, the
+ * same for every provider (§4.9). Plain factory, no Fastify: the provider,
+ * the clock, the backoff sleep and the jitter source are injected so tests
+ * need not wait.
  */
 
 export interface AiServiceOptions {
-  /** Unset → offline mode (canned replies, no upstream calls). */
-  apiKey?: string
-  baseUrl?: string
-  model: string
+  /** Gemini, OpenAI-compatible or offline (canned replies, none of the policy). */
+  provider: ModelProvider
   timeoutMs: number
   maxAttempts: number
   retryBaseMs: number
@@ -42,6 +41,8 @@ export interface CompanionReply {
 }
 
 export interface CallOptions {
+  /** A reply asked for again (SPEC §2.4) is logged as `regenerate`. */
+  operation?: ReplyOperation
   /**
    * Aborted when the client goes away: the upstream call is aborted too, and
    * the call rejects with the signal's reason (as fetch does), not with
@@ -58,17 +59,18 @@ export class AiUnavailableError extends Error {
   }
 }
 
+export type ReplyOperation = 'chat' | 'regenerate'
+
 // A per-day quota will not come back in seconds; wait what Google says, at most this.
 const PER_DAY_MAX_OPEN_MS = 15 * 60_000
 
-// Finish reasons of a complete reply. Any other (SAFETY, PROHIBITED_CONTENT,
-// BLOCKLIST, SPII, RECITATION, …) means a filter withheld or cut the reply.
-const NORMAL_FINISH = new Set(['STOP', 'MAX_TOKENS', 'FINISH_REASON_UNSPECIFIED'])
+/** For calls without a client signal (the offline provider never waits on it). */
+const NEVER_ABORTED = new AbortController().signal
 
 const defaultSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, { signal })
 
 interface Job {
-  operation: Operation
+  operation: AiOutcome['operation']
   persona: Persona
   history: readonly ChatTurn[]
   message: string
@@ -105,6 +107,7 @@ function merge (sofar: ModelChunk, chunk: ModelChunk): ModelChunk {
     text: sofar.text + chunk.text,
     finishReason: chunk.finishReason ?? sofar.finishReason,
     blockReason: chunk.blockReason ?? sofar.blockReason,
+    filtered: chunk.filtered === true || sofar.filtered === true,
     inputTokens: chunk.inputTokens ?? sofar.inputTokens,
     outputTokens: chunk.outputTokens ?? sofar.outputTokens
   }
@@ -112,10 +115,10 @@ function merge (sofar: ModelChunk, chunk: ModelChunk): ModelChunk {
 
 export function createAiService (options: AiServiceOptions) {
   const {
-    apiKey, baseUrl, model, timeoutMs, maxAttempts, retryBaseMs, historyMessages, maxConcurrency, onOutcome,
+    provider, timeoutMs, maxAttempts, retryBaseMs, historyMessages, maxConcurrency, onOutcome,
     now = Date.now, sleep = defaultSleep, random = Math.random
   } = options
-  const client = apiKey === undefined ? undefined : createGeminiClient({ apiKey, model, baseUrl })
+  const { name: providerName, model } = provider
   const breaker = createCircuitBreaker({ now })
   const limiter = createConcurrencyLimiter({ max: maxConcurrency, maxQueue: maxConcurrency, maxWaitMs: timeoutMs })
   const policy = { maxAttempts, baseMs: retryBaseMs, timeoutMs, random }
@@ -123,9 +126,11 @@ export function createAiService (options: AiServiceOptions) {
   let inFlight = 0
   const events = new EventEmitter()
 
+  /** Only upstream-health failures count toward the circuit; a content-dependent 4xx is no verdict. */
   function recordFailure (failure: UpstreamFailure): void {
     if (failure.perDayQuota) breaker.openFor(Math.min(failure.retryDelayMs ?? PER_DAY_MAX_OPEN_MS, PER_DAY_MAX_OPEN_MS))
-    else breaker.failure()
+    else if (isUpstreamHealthFailure(failure)) breaker.failure()
+    else breaker.abandon()
   }
 
   function retryAfterMs (failure?: UpstreamFailure): number {
@@ -148,7 +153,18 @@ export function createAiService (options: AiServiceOptions) {
     inFlight++
     const report = (result: AiOutcome['result'], details: Partial<AiOutcome> = {}) => {
       reported = true
-      onOutcome({ operation: job.operation, model, streamed: job.streamed, result, attempts, latencyMs: now() - started, ...details })
+      onOutcome({
+        operation: job.operation,
+        provider: providerName,
+        model,
+        streamed: job.streamed,
+        // SPEC §4.8: the model's own reply was returned, a withheld one included.
+        success: result === 'ok' || result === 'blocked',
+        result,
+        attempts,
+        latencyMs: now() - started,
+        ...details
+      })
       if (--inFlight === 0) events.emit('idle')
     }
     // The client left: no verdict on upstream health, and no failure of the AI.
@@ -165,7 +181,7 @@ export function createAiService (options: AiServiceOptions) {
     const finish = (reply: ModelChunk): CompanionReply => {
       const text = reply.text.trim()
       const details = { finishReason: reply.finishReason, inputTokens: reply.inputTokens, outputTokens: reply.outputTokens }
-      const cut = reply.finishReason !== undefined && !NORMAL_FINISH.has(reply.finishReason)
+      const cut = reply.filtered === true
       if (reply.blockReason === undefined && !cut && text !== '') {
         report('ok', details)
         return { text, fallback: false, blocked: false }
@@ -175,9 +191,11 @@ export function createAiService (options: AiServiceOptions) {
       return { text: blockedReply(), fallback: true, blocked: true }
     }
 
-    if (client === undefined) {
+    // A regenerated reply is asked for exactly as the chat reply was.
+    const request = buildRequest(job.persona, job.operation === 'greeting' ? 'greeting' : 'chat', job.history, job.message, historyMessages)
+    if (providerName === 'offline') {
+      const { text } = await provider.generate(request, job.signal ?? NEVER_ABORTED)
       report('offline')
-      const text = job.operation === 'greeting' ? greetingFallback(job.persona) : offlineReply(job.persona, job.message)
       return { text, fallback: true, blocked: false }
     }
     if (!breaker.allow()) throw unavailable('CIRCUIT_OPEN', breaker.remainingMs())
@@ -192,7 +210,6 @@ export function createAiService (options: AiServiceOptions) {
 
     let emitted = false
     try {
-      const request = buildRequest(job.persona, job.operation, job.history, job.message, historyMessages)
       for (;;) {
         attempts++
         const attempt = attemptSignal(job.signal, timeoutMs)
@@ -200,7 +217,7 @@ export function createAiService (options: AiServiceOptions) {
           let reply: ModelChunk
           if (job.streamed) {
             reply = { text: '' }
-            for await (const chunk of client.stream(request, attempt.signal)) {
+            for await (const chunk of provider.stream(request, attempt.signal)) {
               reply = merge(reply, chunk)
               if (chunk.text !== '') {
                 emitted = true
@@ -208,13 +225,13 @@ export function createAiService (options: AiServiceOptions) {
               }
             }
           } else {
-            reply = await client.generate(request, attempt.signal)
+            reply = await provider.generate(request, attempt.signal)
           }
           breaker.success()
           return finish(reply)
         } catch (error) {
           if (job.signal?.aborted === true) throw aborted()
-          const failure = classifyFailure(error, attempt.timedOut())
+          const failure = attempt.timedOut() ? TIMEOUT : provider.classify(error)
           // Text already sent to the client cannot be taken back by a retry.
           const wait = emitted ? undefined : nextRetryDelay(failure, attempts, policy)
           if (wait === undefined) {
@@ -245,7 +262,7 @@ export function createAiService (options: AiServiceOptions) {
   }
 
   return {
-    status: (): AiStatus => ({ provider: client === undefined ? 'offline' : 'gemini', model, circuit: breaker.state() }),
+    status: (): AiStatus => ({ provider: providerName, model, circuit: breaker.state() }),
 
     /**
      * Resolves true once every request started has reported its outcome
@@ -266,12 +283,12 @@ export function createAiService (options: AiServiceOptions) {
       complete(run({ operation: 'greeting', persona, history: [], message: GREETING_REQUEST, streamed: false, signal })),
 
     /** A reply to `message`, with the last `historyMessages` of `history` as context. */
-    reply: (persona: Persona, history: readonly ChatTurn[], message: string, { signal }: CallOptions = {}) =>
-      complete(run({ operation: 'chat', persona, history, message, streamed: false, signal })),
+    reply: (persona: Persona, history: readonly ChatTurn[], message: string, { signal, operation = 'chat' }: CallOptions = {}) =>
+      complete(run({ operation, persona, history, message, streamed: false, signal })),
 
     /** The same reply streamed: yields text chunks, returns the final reply. */
-    replyStream: (persona: Persona, history: readonly ChatTurn[], message: string, { signal }: CallOptions = {}) =>
-      run({ operation: 'chat', persona, history, message, streamed: true, signal })
+    replyStream: (persona: Persona, history: readonly ChatTurn[], message: string, { signal, operation = 'chat' }: CallOptions = {}) =>
+      run({ operation, persona, history, message, streamed: true, signal })
   }
 }
 

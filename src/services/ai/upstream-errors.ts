@@ -1,12 +1,8 @@
-import { ApiError } from '@google/genai'
-
 /*
- * What went wrong with one Gemini attempt, decided from the SDK's error. The
- * SDK's ApiError message is Google's raw error body as JSON text (for stream
- * errors prefixed with "got status: …"), its `message` field sometimes being
- * JSON again; a proxy's 502 page arrives as HTML inside that JSON. All of it
- * is parsed defensively and only ever used for decisions and log codes, never
- * shown to a client.
+ * What went wrong with one attempt, in the policy's terms. Each provider
+ * turns its SDK's errors into an UpstreamFailure (providers/*); which
+ * failures are retried and which count against the circuit is decided here,
+ * once for every provider.
  */
 
 export interface UpstreamFailure {
@@ -14,7 +10,7 @@ export interface UpstreamFailure {
   code: string
   status?: number
   retryable: boolean
-  /** RetryInfo.retryDelay, when Google sent one. */
+  /** How long the server asked us to wait (Gemini's RetryInfo, an OpenAI-compatible Retry-After). */
   retryDelayMs?: number
   /** A QuotaFailure naming a per-day quota: waiting seconds will not help. */
   perDayQuota: boolean
@@ -23,59 +19,8 @@ export interface UpstreamFailure {
 // SPEC §4.3: never 400/401/403/404 (nor anything else not listed).
 const RETRYABLE_STATUSES = new Set([429, 500, 502, 503, 504])
 
-const RETRY_INFO = 'type.googleapis.com/google.rpc.RetryInfo'
-const QUOTA_FAILURE = 'type.googleapis.com/google.rpc.QuotaFailure'
-
-type Json = Record<string, unknown>
-
-const isObject = (value: unknown): value is Json =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
-
-function parseObject (text: string): Json | undefined {
-  const start = text.indexOf('{')
-  if (start === -1) return undefined
-  try {
-    const value: unknown = JSON.parse(text.slice(start))
-    return isObject(value) ? value : undefined
-  } catch {
-    return undefined
-  }
-}
-
-/** The `details` of Google's `{ error: { code, message, status, details } }`, unwrapping double encoding. */
-export function parseErrorDetails (message: string): Json[] {
-  let error = parseObject(message)?.error
-  const details: Json[] = []
-  // Bounded: a hostile or broken upstream cannot make this loop forever.
-  for (let depth = 0; depth < 3 && isObject(error); depth++) {
-    if (Array.isArray(error.details)) details.push(...error.details.filter(isObject))
-    error = typeof error.message === 'string' ? parseObject(error.message)?.error : undefined
-  }
-  return details
-}
-
-/** "27s", "1.5s" (protobuf JSON Duration) or `{ seconds, nanos }` → milliseconds. */
-export function parseDuration (value: unknown): number | undefined {
-  if (typeof value === 'string') {
-    const match = /^(\d+(?:\.\d+)?)s$/.exec(value.trim())
-    return match === null ? undefined : Math.round(Number(match[1]) * 1000)
-  }
-  if (isObject(value)) {
-    const seconds = Number(value.seconds ?? 0)
-    const nanos = Number(value.nanos ?? 0)
-    return Number.isFinite(seconds) && Number.isFinite(nanos) ? Math.round(seconds * 1000 + nanos / 1e6) : undefined
-  }
-  return undefined
-}
-
-function fromApiError (error: ApiError): UpstreamFailure {
-  const status = error.status
-  const details = parseErrorDetails(error.message)
-  const retryInfo = details.find((detail) => detail['@type'] === RETRY_INFO)
-  const retryDelayMs = retryInfo === undefined ? undefined : parseDuration(retryInfo.retryDelay)
-  const perDayQuota = status === 429 && details.some((detail) =>
-    detail['@type'] === QUOTA_FAILURE && Array.isArray(detail.violations) &&
-    detail.violations.some((violation) => isObject(violation) && typeof violation.quotaId === 'string' && violation.quotaId.includes('PerDay')))
+/** An HTTP error answer of the upstream API. */
+export function httpFailure (status: number, { retryDelayMs, perDayQuota = false }: { retryDelayMs?: number, perDayQuota?: boolean } = {}): UpstreamFailure {
   return {
     code: perDayQuota ? 'QUOTA_PER_DAY' : `HTTP_${status}`,
     status,
@@ -86,13 +31,19 @@ function fromApiError (error: ApiError): UpstreamFailure {
 }
 
 /**
- * Classifies a failed attempt. The caller says whether its own timeout fired,
- * because an aborted fetch looks the same whoever aborted it.
+ * A transport-level failure: refused, reset, DNS, a truncated stream, an
+ * unparsable chunk, an error object inside a 200 stream. Worth another attempt.
  */
-export function classifyFailure (error: unknown, timedOut: boolean): UpstreamFailure {
-  if (timedOut) return { code: 'TIMEOUT', retryable: true, perDayQuota: false }
-  if (error instanceof ApiError) return fromApiError(error)
-  // fetch failures (refused, reset, DNS), a truncated stream, an unparsable
-  // chunk: all transport-level, all worth another attempt.
-  return { code: 'NETWORK_ERROR', retryable: true, perDayQuota: false }
-}
+export const transportFailure = (code = 'NETWORK_ERROR'): UpstreamFailure => ({ code, retryable: true, perDayQuota: false })
+
+/** Our own per-attempt timeout fired. */
+export const TIMEOUT: UpstreamFailure = { code: 'TIMEOUT', retryable: true, perDayQuota: false }
+
+/**
+ * Whether a failure says the upstream is unhealthy (429, 5xx, network,
+ * timeout), so that it counts toward opening the circuit. A 4xx other than
+ * 429 depends on what was sent (a client's text, a bad key or model name):
+ * counting it would let one client's messages cut everyone off (issue 15).
+ */
+export const isUpstreamHealthFailure = (failure: UpstreamFailure): boolean =>
+  failure.status === undefined || failure.status === 429 || failure.status >= 500

@@ -3,7 +3,8 @@ import { WebSocket, type RawData } from 'ws'
 import { Errors, fieldsOf, isPublicError } from '../../errors.js'
 import { DEFAULT_PLAYER_NAME, type ClientData, type ClientEventName } from '../../schemas/ws.js'
 import type { ChatHub, Member } from './hub.js'
-import { createConnectionCounts, createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type ConnectionRefusal, type RateVerdict, type RateWindow } from './limits.js'
+import { createConnectionCounts, type ConnectionRefusal } from '../limits/connection-counts.js'
+import { createMessageRate, RATE_ABUSIVE, RATE_CLOSING, RATE_OK, type RateVerdict, type RateWindow } from './limits.js'
 import { encode, frameId, parseFrame } from './protocol.js'
 
 /*
@@ -31,6 +32,11 @@ export interface WsGatewayOptions {
   /** Unsent bytes one connection may hold before it is closed with 1013. */
   maxBufferedBytes: number
   pingIntervalMs: number
+  /**
+   * Called before a join of a session this connection is not in (it may
+   * create one); throws to refuse it, e.g. past the session-creation rate.
+   */
+  admitJoin?: (ip: string, sessionId: string) => Promise<void>
   onOpen?: () => void
   onClose?: () => void
   /**
@@ -59,7 +65,7 @@ const TEXT = { binary: false }
 const DONE = Promise.resolve()
 
 export function createWsGateway (options: WsGatewayOptions) {
-  const { hub, maxBufferedBytes, onOpen, onClose, onError, now = Date.now, newUserId = randomUUID } = options
+  const { hub, maxBufferedBytes, admitJoin, onOpen, onClose, onError, now = Date.now, newUserId = randomUUID } = options
   const counts = createConnectionCounts({ max: options.maxConnections, maxPerAddress: options.maxConnectionsPerAddress })
   const rate = createMessageRate({ rate: options.messageRate, windowMs: options.messageWindowMs, now })
   const connections = new Set<Connection>()
@@ -69,8 +75,11 @@ export function createWsGateway (options: WsGatewayOptions) {
   /** Set by `close` while it waits for the last connection to finish closing. */
   let allClosed: (() => void) | undefined
 
-  const handlers: { [E in ClientEventName]: (member: Member, data: ClientData<E>) => Promise<void> } = {
-    'join-session': (member, data) => hub.join(member, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME),
+  const handlers: { [E in ClientEventName]: (connection: Connection, data: ClientData<E>) => Promise<void> } = {
+    'join-session': async (connection, data) => {
+      if (admitJoin !== undefined && connection.joined?.has(data.sessionId) !== true) await admitJoin(connection.ip, data.sessionId)
+      await hub.join(connection, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME)
+    },
     'leave-session': (member, data) => hub.leave(member, data.sessionId),
     'chat message': (member, data) => hub.chat(member, data.sessionId, data.text),
     'ask-question': (member, data) => hub.ask(member, data.sessionId, data.question),
@@ -115,7 +124,7 @@ export function createWsGateway (options: WsGatewayOptions) {
       }
       const message = parseFrame(raw, isBinary)
       id = message.id
-      await (handlers[message.event] as (member: Member, data: unknown) => Promise<void>)(connection, message.data)
+      await (handlers[message.event] as (connection: Connection, data: unknown) => Promise<void>)(connection, message.data)
       if (id !== undefined) connection.deliver(Buffer.from(encode('ack', { id })))
     } catch (error) {
       sendError(connection, error, id)
@@ -191,7 +200,7 @@ export function createWsGateway (options: WsGatewayOptions) {
         return
       }
       const connection: Connection = {
-        socket, ip, userId: newUserId(), joined: undefined, alive: true, windowStart: 0, count: 0, tail: DONE, deliver
+        socket, ip, owner: ip, userId: newUserId(), joined: undefined, alive: true, windowStart: 0, count: 0, tail: DONE, deliver
       }
       const tagged = socket as TaggedSocket
       tagged[kConnection] = connection

@@ -18,6 +18,8 @@ import { encode } from './protocol.js'
 /** A connected client, as the hub sees it (the WebSocket stays outside). */
 export interface Member {
   readonly userId: string
+  /** Whom the sessions this member creates are accounted to (the client's address key). */
+  readonly owner?: string
   /** Session id → the name given at join. Kept by the hub; absent until a first join. */
   joined?: Map<string, string>
   /** Queues one serialised envelope for this member; never throws. */
@@ -102,7 +104,7 @@ export function createChatHub ({
       const already = joined.get(sessionId)
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
-      const result = await store.join(sessionId, { userId: member.userId, playerName: name }, maxParticipants)
+      const result = await store.join(sessionId, { userId: member.userId, playerName: name }, maxParticipants, member.owner)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
       if (already === undefined) {
         joined.set(sessionId, name)

@@ -1,42 +1,10 @@
 /*
- * The WebSocket limits of SPEC §3 that are counters, not library options:
- * connections per server and per client address, and messages per
- * connection. Hand-written because both must live on objects we already have
- * (no timer, no allocation per message); rate-limit libraries key a store by
- * string per request, which is the cost we avoid here.
+ * The per-connection WebSocket limits of SPEC §3 that are counters, not
+ * library options: messages, frames and bytes per connection. Hand-written
+ * because they must live on objects we already have (no timer, no allocation
+ * per message); rate-limit libraries key a store by string per request,
+ * which is the cost we avoid here. (Connection caps: limits/connection-counts.ts.)
  */
-
-export type ConnectionRefusal = 'server' | 'address'
-
-export interface ConnectionCountsOptions {
-  max: number
-  maxPerAddress: number
-}
-
-/** Open connections, in total and per client address; empty addresses are forgotten. */
-export function createConnectionCounts ({ max, maxPerAddress }: ConnectionCountsOptions) {
-  let total = 0
-  const perAddress = new Map<string, number>()
-  return {
-    get total () { return total },
-    /** Why one more connection from `address` must be refused, if it must. */
-    refusal (address: string): ConnectionRefusal | undefined {
-      if (total >= max) return 'server'
-      if ((perAddress.get(address) ?? 0) >= maxPerAddress) return 'address'
-      return undefined
-    },
-    add (address: string): void {
-      total++
-      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
-    },
-    remove (address: string): void {
-      total--
-      const left = (perAddress.get(address) ?? 1) - 1
-      if (left === 0) perAddress.delete(address)
-      else perAddress.set(address, left)
-    }
-  }
-}
 
 /** Per-connection fixed-window counter, kept on the connection itself. */
 export interface RateWindow {

@@ -4,6 +4,7 @@ import type { TSchema } from '@sinclair/typebox'
 import sjson from 'secure-json-parse'
 import type { RawData } from 'ws'
 import { Errors, withFields } from '../../errors.js'
+import { cleanPersonaText } from '../ai/prompt.js'
 import { ClientEnvelope, ClientEventData, ClientId, type ClientData, type ClientEventName, type ServerEvents } from '../../schemas/ws.js'
 
 /*
@@ -19,14 +20,18 @@ export type ClientMessage = {
 
 interface EventCheck {
   check: TypeCheck<TSchema>
-  /** Text fields, trimmed before they are measured (SPEC §2.1). */
-  trimmed: string[]
+  /** Text fields, trimmed (or cleaned) before they are measured (SPEC §2.1). */
+  trimmed: Array<[key: string, prepare: (value: string) => string]>
 }
+
+const trim = (value: string) => value.trim()
 
 const envelopeCheck = TypeCompiler.Compile(ClientEnvelope)
 const eventChecks = new Map<string, EventCheck>(Object.entries(ClientEventData).map(([event, schema]) => [event, {
   check: TypeCompiler.Compile(schema),
-  trimmed: Object.entries(schema.properties).filter(([, property]) => property.trim === true).map(([key]) => key)
+  trimmed: Object.entries(schema.properties)
+    .filter(([, property]) => property.trim === true)
+    .map(([key, property]) => [key, property.clean === true ? cleanPersonaText : trim])
 }]))
 const EVENT_NAMES = [...eventChecks.keys()].join(', ')
 
@@ -62,9 +67,9 @@ function validate (value: unknown): ClientMessage {
   const checker = eventChecks.get(value.event)
   if (checker === undefined) throw new Errors.UNKNOWN_EVENT(EVENT_NAMES)
   const data = value.data as Record<string, unknown>
-  for (const key of checker.trimmed) {
+  for (const [key, prepare] of checker.trimmed) {
     const field = data[key]
-    if (typeof field === 'string') data[key] = field.trim()
+    if (typeof field === 'string') data[key] = prepare(field)
   }
   if (!checker.check.Check(data)) throw invalid(checker.check, data, 'data.')
   return value as ClientMessage

@@ -21,7 +21,7 @@ const FIXED_FIELD_LOGS = new Set<LogName>(['requests', 'ai-requests'])
 export const REDACT_PATHS = [
   'req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]',
   'headers.authorization', 'headers.cookie', 'headers["set-cookie"]',
-  'apiKey', '*.apiKey', 'GEMINI_API_KEY', '*.GEMINI_API_KEY', 'STATS_TOKEN', '*.STATS_TOKEN'
+  'apiKey', '*.apiKey', 'GEMINI_API_KEY', '*.GEMINI_API_KEY', 'OPENAI_API_KEY', '*.OPENAI_API_KEY', 'STATS_TOKEN', '*.STATS_TOKEN'
 ]
 
 export const baseLoggerOptions: LoggerOptions = {

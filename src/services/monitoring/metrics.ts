@@ -24,7 +24,7 @@ export interface Thresholds {
   slowClearMs: number
 }
 
-/** Process figures, sampled elsewhere (under-pressure) so reading them is free. */
+/** Process figures, sampled elsewhere (sampler.ts) so reading them is free. */
 export interface ResourceFigures {
   rssBytes: number
   heapUsedBytes: number

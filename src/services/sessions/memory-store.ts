@@ -1,3 +1,4 @@
+import { Errors } from '../../errors.js'
 import { MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type RequestRecord, type Session, type SessionEvent, type SessionStore, type StoredTurn } from './store.js'
 
 /*
@@ -9,12 +10,20 @@ export interface MemoryStoreOptions {
   ttlMs: number
   /** The estimated bytes all sessions together may hold before the least recently active are evicted. */
   maxBytes?: number
-  /** Called after a write that evicted sessions, with how many it evicted. */
-  onEvict?: (count: number) => void
+  /**
+   * The estimated bytes the sessions created by one owner (a client address)
+   * may hold; past it that owner's own least recently active idle sessions
+   * are evicted, so one client cannot push out everyone else's.
+   */
+  maxBytesPerOwner?: number
+  /** Called after a write that evicted sessions: how many, and why (the whole budget, or the writer's owner share). */
+  onEvict?: (count: number, reason: EvictionReason) => void
   /** How often expired sessions are removed; the request path never scans. */
   sweepIntervalMs?: number
   now?: () => number
 }
+
+export type EvictionReason = 'budget' | 'owner'
 
 export type MemorySessionStore = SessionStore & {
   sweep: () => number
@@ -43,6 +52,18 @@ const IDLE_RESERVE = 0.25
 const REQUEST_RECORDS_SHARE = 0.125
 
 const textBytes = (value: string) => value.length * 2
+
+const newRoomBytes = (id: string) => SESSION_OVERHEAD_BYTES + textBytes(id)
+
+/** Refused writes to sessions people are in: their bytes never pass the budget. */
+const CAPACITY_MESSAGE = 'The server is at capacity: this message cannot be stored right now'
+
+/** The sessions one owner created, least recently active first, and their bytes. */
+interface Owner {
+  readonly key: string
+  bytes: number
+  readonly sessions: Set<Stored>
+}
 
 const sum = <T>(items: readonly T[], size: (item: T) => number) => items.reduce((total, item) => total + size(item), 0)
 
@@ -73,7 +94,8 @@ function trimTo<T> (list: T[], keep: number, size: (item: T) => number): number 
 }
 
 export function createMemorySessionStore ({
-  ttlMs, maxBytes = Number.POSITIVE_INFINITY, onEvict, sweepIntervalMs = Math.min(60_000, ttlMs), now = Date.now
+  ttlMs, maxBytes = Number.POSITIVE_INFINITY, maxBytesPerOwner = Number.POSITIVE_INFINITY, onEvict,
+  sweepIntervalMs = Math.min(60_000, ttlMs), now = Date.now
 }: MemoryStoreOptions): MemorySessionStore {
   const companions = new Map<string, Mutable<CompanionSession>>()
   const multiplayers = new Map<string, Mutable<MultiplayerSession>>()
@@ -92,11 +114,22 @@ export function createMemorySessionStore ({
   let total = 0
   let pinnedTotal = 0
   const idleReserve = maxBytes * IDLE_RESERVE
+  const owners = new Map<string, Owner>()
+  const ownerOf = new Map<Stored, Owner>()
 
   const isPinned = (session: Stored) => session.kind === 'multiplayer' && session.participants.length > 0
   const isExpired = (session: Session, at: number) => at - session.lastActivity >= ttlMs
-  /** Pinning a new session is refused once the pinned ones alone fill the budget. */
-  const atCapacity = () => pinnedTotal >= maxBytes
+  /** Pinned bytes never pass the budget: growth that would take them past it is refused. */
+  const wouldOverfill = (pinning: number) => pinning > 0 && pinnedTotal + pinning > maxBytes
+
+  /** Accounts a new session to the owner that created it (none: not accounted per owner). */
+  function own (session: Stored, key: string | undefined): void {
+    if (key === undefined) return
+    let owner = owners.get(key)
+    if (owner === undefined) owners.set(key, owner = { key, bytes: 0, sessions: new Set() })
+    owner.sessions.add(session)
+    ownerOf.set(session, owner)
+  }
 
   /** Takes `session` out of both size maps and the pinned sum; returns its size. */
   function unsize (session: Stored): number {
@@ -112,7 +145,15 @@ export function createMemorySessionStore ({
   }
 
   function remove (session: Stored): void {
-    total -= unsize(session)
+    const size = unsize(session)
+    total -= size
+    const owner = ownerOf.get(session)
+    if (owner !== undefined) {
+      owner.bytes -= size
+      owner.sessions.delete(session)
+      ownerOf.delete(session)
+      if (owner.sessions.size === 0) owners.delete(owner.key)
+    }
     if (session.kind === 'companion') companions.delete(session.id)
     else multiplayers.delete(session.id)
   }
@@ -123,8 +164,8 @@ export function createMemorySessionStore ({
    * less than IDLE_RESERVE of it, so multiplayer pressure cannot evict every
    * companion conversation. While pinned sessions hold less than 75 % of the
    * budget this is simply "keep the total within the budget"; beyond that the
-   * total may reach the pinned bytes plus a quarter of the budget, and
-   * pinned bytes stop growing by new sessions at the budget (`atCapacity`).
+   * total may reach the pinned bytes plus a quarter of the budget; pinned
+   * bytes themselves never pass the budget (`wouldOverfill`).
    * The session being written is skipped, so every write succeeds.
    */
   function evict (writing: Stored): void {
@@ -136,7 +177,19 @@ export function createMemorySessionStore ({
       remove(session)
       evicted++
     }
-    if (evicted > 0) onEvict?.(evicted)
+    if (evicted > 0) onEvict?.(evicted, 'budget')
+  }
+
+  /** Evicts the owner's own idle sessions, least recently active first, until it is within its share. */
+  function evictOwn (owner: Owner, writing: Stored): void {
+    let evicted = 0
+    for (const session of owner.sessions) {
+      if (owner.bytes <= maxBytesPerOwner) break
+      if (session === writing || pinned.has(session)) continue
+      remove(session)
+      evicted++
+    }
+    if (evicted > 0) onEvict?.(evicted, 'owner')
   }
 
   /**
@@ -153,6 +206,13 @@ export function createMemorySessionStore ({
       pinnedTotal += bytes
     } else {
       idle.set(session, bytes)
+    }
+    const owner = ownerOf.get(session)
+    if (owner !== undefined) {
+      owner.bytes += delta
+      owner.sessions.delete(session)
+      owner.sessions.add(session)
+      if (owner.bytes > maxBytesPerOwner) evictOwn(owner, session)
     }
     if (total > maxBytes) evict(session)
   }
@@ -239,12 +299,13 @@ export function createMemorySessionStore ({
       return live(companions, id) ?? live(multiplayers, id)
     },
 
-    async createCompanion (persona) {
+    async createCompanion (persona, owner) {
       const at = now()
       const session: Mutable<CompanionSession> = {
         kind: 'companion', id: newSessionId(), persona: { ...persona }, history: [], messageCount: 0, createdAt: at, lastActivity: at
       }
       companions.set(session.id, session)
+      own(session, owner)
       written(session, SESSION_OVERHEAD_BYTES + textBytes(session.id) + personaBytes(persona), at)
       return session
     },
@@ -294,25 +355,25 @@ export function createMemorySessionStore ({
       putRecord(key, record, ttlMs)
     },
 
-    async join (id, participant, maxParticipants) {
+    async join (id, participant, maxParticipants, owner) {
       let session = live(multiplayers, id)
-      // Joining a pinned session only adds a participant; pinning one is what holds memory for good.
-      if ((session === undefined || session.participants.length === 0) && atCapacity()) return { ok: false, reason: 'capacity' }
+      const already = session?.participants.some((p) => p.userId === participant.userId) === true
+      if (session !== undefined && !already && session.participants.length >= maxParticipants) return { ok: false, reason: 'full' }
+      const delta = already ? 0 : participantBytes(participant)
+      // A first participant pins the whole session: all of its bytes count then.
+      const pinning = session === undefined
+        ? newRoomBytes(id) + delta
+        : isPinned(session) ? delta : (idle.get(session) ?? 0) + delta
+      if (wouldOverfill(pinning)) return { ok: false, reason: 'capacity' }
       const created = session === undefined
       if (session === undefined) {
         const at = now()
         session = { kind: 'multiplayer', id, participants: [], history: [], messageCount: 0, createdAt: at, lastActivity: at }
         multiplayers.set(id, session)
-        written(session, SESSION_OVERHEAD_BYTES + textBytes(id), at)
+        own(session, owner)
+        written(session, newRoomBytes(id), at)
       }
-      let delta = 0
-      const already = session.participants.some((p) => p.userId === participant.userId)
-      if (!already) {
-        if (session.participants.length >= maxParticipants) return { ok: false, reason: 'full' }
-        const joining = { ...participant }
-        session.participants.push(joining)
-        delta = participantBytes(joining)
-      }
+      if (!already) session.participants.push({ ...participant })
       written(session, delta)
       return { ok: true, session, created }
     },
@@ -329,10 +390,14 @@ export function createMemorySessionStore ({
     async appendEvent (id, event, keep) {
       const session = live(multiplayers, id)
       if (session === undefined) return undefined
+      const excess = Math.max(0, session.history.length + 1 - keep)
+      const delta = eventBytes(event) - sum(session.history.slice(0, excess), eventBytes)
+      // Every write counts: a session people are in cannot grow past the budget either.
+      if (isPinned(session) && wouldOverfill(delta)) throw new Errors.SESSION_FULL(CAPACITY_MESSAGE)
       session.history.push(event)
-      const dropped = trimTo(session.history, keep, eventBytes)
+      session.history.splice(0, excess)
       session.messageCount++
-      written(session, eventBytes(event) - dropped)
+      written(session, delta)
       return session
     },
 
@@ -356,6 +421,8 @@ export function createMemorySessionStore ({
       multiplayers.clear()
       idle.clear()
       pinned.clear()
+      owners.clear()
+      ownerOf.clear()
       total = 0
       pinnedTotal = 0
     }

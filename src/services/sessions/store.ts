@@ -102,10 +102,14 @@ export type JoinResult =
 
 export interface SessionCounts { companion: number, multiplayer: number }
 
+/**
+ * `owner`: who created a session (the client's address key), so a store with
+ * a memory budget can keep one client from filling it (memory-store.ts).
+ */
 export interface SessionStore {
   /** A live session of either kind, or undefined when unknown or expired. */
   get: (id: string) => Promise<Session | undefined>
-  createCompanion: (persona: Persona) => Promise<CompanionSession>
+  createCompanion: (persona: Persona, owner?: string) => Promise<CompanionSession>
   /** Appends turns, keeps the last `keep`, and counts as activity. */
   appendTurns: (id: string, turns: StoredTurn[], keep: number) => Promise<CompanionSession | undefined>
   /**
@@ -133,10 +137,10 @@ export interface SessionStore {
   /** Ends a claimed request: its record becomes `done` (with the response) or `failed`, kept `ttlMs`. */
   endRequest: (key: string, record: RequestRecord & { state: 'done' | 'failed' }, ttlMs: number) => Promise<void>
   /** Joins (creating the session if new) unless it already has `maxParticipants` others or is over capacity. */
-  join: (id: string, participant: Participant, maxParticipants: number) => Promise<JoinResult>
+  join: (id: string, participant: Participant, maxParticipants: number, owner?: string) => Promise<JoinResult>
   /** Removes a participant; the (possibly empty) session lives on until its TTL. */
   leave: (id: string, userId: string) => Promise<MultiplayerSession | undefined>
-  /** Records a delivered message, keeping the last `keep`. */
+  /** Records a delivered message, keeping the last `keep`; throws SESSION_FULL when over capacity. */
   appendEvent: (id: string, event: SessionEvent, keep: number) => Promise<MultiplayerSession | undefined>
   delete: (id: string) => Promise<boolean>
   counts: () => Promise<SessionCounts>
