@@ -100,7 +100,8 @@ export default fp(async (app) => {
   })
 
   app.addHook('onClose', async () => {
-    gateway.close()
+    // Waits for the goodbyes of closed connections: the session store (Redis) closes after this.
+    await gateway.close()
     await upgrades.close()
     await protocolErrorLines.close()
   })
