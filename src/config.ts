@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import { parseEnv } from 'node:util'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { COMMAND_TIMEOUT_MS } from './services/redis/timing.js'
 
 /*
  * The environment is described once, here. Every variable of SPEC §1 has its
@@ -98,6 +99,7 @@ export const EnvSchema = Type.Object({
   // At most 60 s: SPEC §9 drops a dead instance's participants within a minute.
   REDIS_PRESENCE_TTL_MS: int(45000, 300, 60000),
   REDIS_FANOUT_MAXLEN: int(20000, 100),
+  REDIS_COMMAND_TIMEOUT_MS: ms(COMMAND_TIMEOUT_MS, 100),
 
   LOG_DIR: text('./logs', 'a folder path', '\\S'),
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),

@@ -12,7 +12,8 @@ import { TestClient, type Envelope } from './ws-client.js'
  * SPEC §9 "several instances behind a load balancer behave as one": two
  * instances of the whole app, listening on their own ports, on one real
  * redis-server. Each test has its own REDIS_PREFIX, so counters and sessions
- * of one test never meet another's.
+ * of one test never meet another's. Commands get 5 s rather than 1 s: these
+ * tests are about sharing, not timing, and the machine running them is busy.
  */
 
 const companionConfig = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
@@ -28,7 +29,7 @@ type Overrides = Parameters<typeof startServer>[1]
 
 async function twoInstances (t: Test, overrides: Overrides = {}) {
   const prefix = `s${randomUUID().slice(0, 8)}:`
-  const env = aiEnv(fake, { REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...overrides })
+  const env = aiEnv(fake, { REDIS_URL: redis.url, REDIS_PREFIX: prefix, REDIS_COMMAND_TIMEOUT_MS: 5000, ...overrides })
   const [a, b] = await Promise.all([startServer(t, env), startServer(t, env)])
   return { a, b, prefix }
 }

@@ -231,7 +231,7 @@ t.test('the reader of an instance resumes after its connection is killed (CLIENT
 
 t.test('the fan-out stream stays bounded after 100,000 recorded messages', async (t) => {
   const redis = await startRedis(t)
-  const connections = createRedisConnections({ url: redis.url, log: { info: () => undefined, warn: () => undefined } })
+  const connections = createRedisConnections({ url: redis.url, commandTimeoutMs: 5000, log: { info: () => undefined, warn: () => undefined } })
   t.teardown(() => connections.close())
   t.equal(await connections.whenReady(5000), 'ok')
   const keys = redisKeys('bounded:')

@@ -21,7 +21,7 @@ const STARTUP_WAIT_MS = 2000
  * is live but not ready, and becomes ready by itself when Redis answers.
  */
 export default fp(async (app) => {
-  const { REDIS_URL, REDIS_PREFIX } = app.config
+  const { REDIS_URL, REDIS_PREFIX, REDIS_COMMAND_TIMEOUT_MS } = app.config
   app.decorate('redisKeys', redisKeys(REDIS_PREFIX))
   if (REDIS_URL === undefined) {
     app.decorate('redis', undefined)
@@ -29,7 +29,7 @@ export default fp(async (app) => {
   }
   // Loaded only when used: ioredis adds noticeably to the start of every process.
   const { createRedisConnections } = await import('../services/redis/connection.js')
-  const redis = createRedisConnections({ url: REDIS_URL, log: app.log, name: `lovers-code:${app.instanceId}` })
+  const redis = createRedisConnections({ url: REDIS_URL, commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS, log: app.log, name: `lovers-code:${app.instanceId}` })
   app.decorate('redis', redis)
   app.addHook('onClose', async () => redis.close())
   if (await redis.whenReady(STARTUP_WAIT_MS) === 'down') {

@@ -62,7 +62,9 @@ export default fp<SessionsPluginOptions>(async (app, options) => {
       keys: app.redisKeys,
       ttlMs: app.config.SESSION_TTL_MS,
       presenceTtlMs: app.config.REDIS_PRESENCE_TTL_MS,
-      fanOutMaxLength: app.config.REDIS_FANOUT_MAXLEN
+      fanOutMaxLength: app.config.REDIS_FANOUT_MAXLEN,
+      // Well inside the command timeout: a write answered as refused must never land later (SPEC §9).
+      recordDeadlineMs: app.config.REDIS_COMMAND_TIMEOUT_MS / 2
     }))
   app.decorate('sessions', sessions)
 

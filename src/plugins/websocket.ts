@@ -45,6 +45,7 @@ export default fp(async (app) => {
       store: app.sessions,
       streamKey: app.redisKeys.fanOut,
       maxLength: app.config.REDIS_FANOUT_MAXLEN,
+      commandTimeoutMs: app.config.REDIS_COMMAND_TIMEOUT_MS,
       onError: (error) => errorLog.error({ route: '/ws', err: error }, 'fan-out stream read failed')
     })
   const hub = createChatHub({ store: app.sessions, maxParticipants: SESSION_MAX_PARTICIPANTS, fanOut })
@@ -113,6 +114,7 @@ export default fp(async (app) => {
   })
 
   app.addHook('onClose', async () => {
+    // Waits for the goodbyes of closed connections: the session store (Redis) closes after this.
     await gateway.close()
     await hub.close()
     await upgrades.close()

@@ -37,6 +37,8 @@ export interface RedisFanOutOptions {
   redis: Redis
   store: SessionStore
   streamKey: string
+  /** REDIS_COMMAND_TIMEOUT_MS: the reader's timeout is its block time plus this; a join waits this long for the reader. */
+  commandTimeoutMs?: number
   /** About how many entries the stream keeps (REDIS_FANOUT_MAXLEN). */
   maxLength: number
   /** A failure of the reader other than its connection dropping (logged by the caller). */
@@ -66,9 +68,9 @@ async function streamInfo (reader: Redis, key: string): Promise<Record<string, u
   }
 }
 
-export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLength, onError }: RedisFanOutOptions): FanOutFactory {
+export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLength, onError, commandTimeoutMs = COMMAND_TIMEOUT_MS }: RedisFanOutOptions): FanOutFactory {
   return (hub: LocalHub) => {
-    const reader = connect('fanout', { commandTimeout: BLOCK_MS + COMMAND_TIMEOUT_MS })
+    const reader = connect('fanout', { commandTimeout: BLOCK_MS + commandTimeoutMs })
     /** The last entry delivered; undefined until the reader has started. */
     let lastId: string | undefined
     let resumed = false
@@ -149,7 +151,7 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
         // Redis unreachable since startup: refused like any store operation, within about a second.
         let timer: NodeJS.Timeout | undefined
         const late = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Errors.STORE_UNAVAILABLE()), COMMAND_TIMEOUT_MS)
+          timer = setTimeout(() => reject(new Errors.STORE_UNAVAILABLE()), commandTimeoutMs)
         })
         try {
           await Promise.race([started, late])

@@ -1,12 +1,11 @@
 import { Redis, type RedisOptions } from 'ioredis'
-import { COMMAND_TIMEOUT_MS } from './timing.js'
 
 /*
  * Every Redis connection of the service (SPEC §9), made here with one set of
  * options so none of them can hang a request on a dead Redis:
  * - no offline queue: while disconnected a command fails at once instead of
  *   waiting (and piling up in memory) for a reconnect;
- * - a command timeout of about a second for a Redis that is connected but
+ * - a command timeout (REDIS_COMMAND_TIMEOUT_MS, a second) for a Redis that is connected but
  *   frozen (SIGSTOP, a stalled VM); the health check below then cuts that
  *   connection, so the commands queued on it fail too and the next ones fail
  *   at once;
@@ -15,14 +14,13 @@ import { COMMAND_TIMEOUT_MS } from './timing.js'
  * @see https://github.com/redis/ioredis#connect-to-redis
  */
 
-export { COMMAND_TIMEOUT_MS }
 /** A TCP connect (or TLS handshake) that takes longer is abandoned and retried. */
 const CONNECT_TIMEOUT_MS = 2000
 /** A connection we cut is destroyed this soon if Redis does not close its end (a frozen one never does). */
 const DISCONNECT_TIMEOUT_MS = 100
 const FIRST_RECONNECT_DELAY_MS = 100
 export const MAX_RECONNECT_DELAY_MS = 5000
-/** How often Redis is pinged: readiness notices a frozen Redis within this plus COMMAND_TIMEOUT_MS. */
+/** How often Redis is pinged: readiness notices a frozen Redis within this plus the command timeout. */
 const HEALTH_INTERVAL_MS = 250
 
 /**
@@ -35,7 +33,7 @@ export function reconnectDelay (attempt: number, random: () => number = Math.ran
   return Math.round(ceiling / 2 + random() * ceiling / 2)
 }
 
-export function connectionOptions (name: string, overrides: RedisOptions = {}): RedisOptions {
+export function connectionOptions (name: string, commandTimeoutMs: number, overrides: RedisOptions = {}): RedisOptions {
   return {
     connectionName: name,
     enableOfflineQueue: false,
@@ -43,7 +41,7 @@ export function connectionOptions (name: string, overrides: RedisOptions = {}): 
     // never sent again after the reconnect: the caller was already told it failed.
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: COMMAND_TIMEOUT_MS,
+    commandTimeout: commandTimeoutMs,
     connectTimeout: CONNECT_TIMEOUT_MS,
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     retryStrategy: (attempt) => reconnectDelay(attempt),
@@ -60,6 +58,7 @@ interface Log {
 
 export interface RedisConnectionsOptions {
   url: string
+  commandTimeoutMs: number
   log: Log
   /** Shown by CLIENT LIST, with the role of each connection appended. */
   name?: string
@@ -85,7 +84,7 @@ export interface RedisConnections {
 
 const errorText = (error: unknown) => error instanceof Error ? error.message : String(error)
 
-export function createRedisConnections ({ url, log, name = 'lovers-code', healthIntervalMs = HEALTH_INTERVAL_MS }: RedisConnectionsOptions): RedisConnections {
+export function createRedisConnections ({ url, commandTimeoutMs, log, name = 'lovers-code', healthIntervalMs = HEALTH_INTERVAL_MS }: RedisConnectionsOptions): RedisConnections {
   const connections = new Set<Redis>()
   let state: RedisState = 'down'
   let everReady = false
@@ -107,7 +106,7 @@ export function createRedisConnections ({ url, log, name = 'lovers-code', health
   }
 
   function connect (role: string, overrides?: RedisOptions): Redis {
-    const connection = new Redis(url, connectionOptions(`${name}:${role}`, overrides))
+    const connection = new Redis(url, connectionOptions(`${name}:${role}`, commandTimeoutMs, overrides))
     // Without a listener ioredis prints every failed attempt to the console;
     // state changes are logged once by the health check instead.
     connection.on('error', (error: unknown) => { lastError = errorText(error) })
