@@ -75,6 +75,7 @@ export const EnvSchema = Type.Object({
   LOG_MAX_SIZE: text('10m', 'a size like 500k, 10m or 1g', '^[1-9]\\d*[kmg]?$'),
 
   STATS_INTERVAL_MS: ms(300000, 100),
+  STATS_SAMPLE_INTERVAL_MS: ms(10000, 100),
   STATS_TOKEN: optionalText('a non-empty token'),
   // At most 10 minutes: no orchestrator waits longer, and the process adds
   // its own margin on top (server.ts), which must stay a valid timer.

@@ -57,7 +57,7 @@ function thresholdsFrom (config: Config): Thresholds {
  * @see https://github.com/fastify/under-pressure
  */
 export default fp(async (app) => {
-  const { STATS_INTERVAL_MS } = app.config
+  const { STATS_INTERVAL_MS, STATS_SAMPLE_INTERVAL_MS } = app.config
   await app.register(underPressure, { sampleInterval: SAMPLE_INTERVAL_MS })
 
   const resources = (): ResourceFigures => {
@@ -114,13 +114,16 @@ export default fp(async (app) => {
   // Timers start once every plugin the report reads (sessions, AI) exists.
   let evaluateTimer: NodeJS.Timeout | undefined
   let statsTimer: NodeJS.Timeout | undefined
+  let historyTimer: NodeJS.Timeout | undefined
   app.addHook('onReady', async () => {
     evaluateTimer = setInterval(metrics.evaluate, Math.min(STATS_INTERVAL_MS, MAX_EVALUATE_INTERVAL_MS)).unref()
     statsTimer = setInterval(() => { logStats(app) }, STATS_INTERVAL_MS).unref()
+    historyTimer = setInterval(() => { sampleHistory(app) }, STATS_SAMPLE_INTERVAL_MS).unref()
   })
   app.addHook('onClose', async () => {
     clearInterval(evaluateTimer)
     clearInterval(statsTimer)
+    clearInterval(historyTimer)
   })
 }, { name: 'metrics', dependencies: ['config', 'logging', 'errors'] })
 
@@ -146,6 +149,18 @@ export async function statsReport (app: FastifyInstance): Promise<Static<typeof 
     alerts: health.alerts,
     thresholds: app.metrics.thresholds
   }
+}
+
+/** One /api/stats/history sample; an unreadable session store leaves a gap, not a hole in the ring. */
+async function sampleHistory (app: FastifyInstance): Promise<void> {
+  let sessions: number | null = null
+  try {
+    const counts = await app.sessions.counts()
+    sessions = counts.companion + counts.multiplayer
+  } catch (error) {
+    app.log.debug({ err: error }, 'session counts unavailable for the stats history')
+  }
+  app.metrics.recordSample(sessions)
 }
 
 async function logStats (app: FastifyInstance): Promise<void> {
