@@ -28,10 +28,10 @@ const CHART_IDS = ['chart-requests', 'chart-latency', 'chart-ai', 'chart-load', 
 const dashboardEnv = { STATS_SAMPLE_INTERVAL_MS: 200, RATE_LIMIT_MAX: 100000, SLOW_DOWN_AFTER: 100000 }
 
 /** A fresh browser profile per test, closed with it. */
-async function openBrowser (t: Test): Promise<BrowserContext> {
+async function openBrowser (t: Test, extraArgs: string[] = []): Promise<BrowserContext> {
   const context = await chromium.launchPersistentContext(await tempDir(t, 'lc-chromium-'), {
     executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     headless: true,
     viewport: { width: 1280, height: 900 }
   })
@@ -92,7 +92,10 @@ t.test('the page, its script, styles and uPlot come from the service; none of it
   const page = await fetch(`${url}/dashboard`)
   t.equal(page.status, 200)
   t.match(page.headers.get('content-type'), /^text\/html/)
-  t.match(page.headers.get('content-security-policy'), /default-src 'self'/, 'under the service\'s CSP')
+  const serviceCsp = (await fetch(`${url}/health/live`)).headers.get('content-security-policy')!
+  t.match(serviceCsp, /;upgrade-insecure-requests$/)
+  t.equal(page.headers.get('content-security-policy'), serviceCsp.replace(';upgrade-insecure-requests', ''),
+    'under the service\'s CSP, less the upgrade of its own requests to HTTPS')
   const html = await page.text()
   t.notMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script')
   t.notMatch(html, /\son[a-z]+=|\sstyle=/i, 'no inline handlers or style attributes')
@@ -239,4 +242,23 @@ t.test('with STATS_TOKEN: asks once, says when the token is wrong, keeps the rig
   t.same(unexpected, [], 'no other console error, no page error')
   t.equal(problems.length, 2, 'one 401 for the first try without a token, one for the wrong token')
   t.same(await cspViolations(), [])
+})
+
+t.test('over plain HTTP by a host name (one instance reached inside the network), the page still works', async (t) => {
+  const { url, port } = await startServer(t, dashboardEnv)
+  await traffic(url, 10)
+  // Chromium resolves the name to the loopback server; the origin stays an
+  // ordinary, non-secure one, where an upgrade-insecure-requests CSP would
+  // send the page's script and styles to https:// and leave it blank.
+  const context = await openBrowser(t, ['--host-resolver-rules=MAP dashboard.test 127.0.0.1'])
+  const { page, problems, requests, cspViolations } = await watchedPage(context)
+  const origin = `http://dashboard.test:${port}`
+  t.equal((await page.goto(`${origin}/dashboard`))?.status(), 200)
+  await page.locator('#board').waitFor({ state: 'visible' })
+  await waitForCharts(page, 'over plain HTTP')
+  t.same(requests.filter((request) => !request.url.startsWith(`${origin}/`) && !request.url.startsWith('data:')), [], 'nothing upgraded, nothing elsewhere')
+  t.same(await cspViolations(), [])
+  // What Chromium says about helmet's isolation headers on a non-secure origin, and nothing else.
+  const ignoredOnHttp = /Cross-Origin-Opener-Policy header has been ignored|origin-keyed agent cluster/
+  t.same(problems.filter((problem) => !ignoredOnHttp.test(problem)), [])
 })
