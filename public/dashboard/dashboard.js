@@ -95,7 +95,7 @@ class RateLimited extends Error {
 }
 
 let token = sessionStorage.getItem(TOKEN_KEY)
-/** Chart points, oldest first: { t (seconds), okPerS, …, eventLoopDelayMs }. */
+/** Chart points, oldest first: history samples with t in seconds and rates (okPerS, aiPerMin…). */
 let points = []
 let charts = []
 let previous
@@ -110,53 +110,43 @@ async function getJson (path, { authorized = true, okStatuses = [] } = {}) {
   return response.json()
 }
 
-/** A history sample (counts over intervalMs) as a chart point. */
+/** A history sample (counts over intervalMs) as a chart point: counts become rates, the rest stays. */
 function pointFromSample (sample, intervalMs) {
   const perS = 1000 / intervalMs
   const perMin = 60_000 / intervalMs
   return {
+    ...sample,
     t: sample.t / 1000,
     okPerS: sample.successful * perS,
     clientPerS: sample.clientErrors * perS,
     serverPerS: sample.serverErrors * perS,
-    p50Ms: sample.p50Ms,
-    p95Ms: sample.p95Ms,
-    p99Ms: sample.p99Ms,
     aiPerMin: sample.aiRequests * perMin,
     aiFailuresPerMin: sample.aiFailures * perMin,
-    aiFallbacksPerMin: sample.aiFallbacks * perMin,
-    aiP95Ms: sample.aiP95Ms,
-    connections: sample.connections,
-    sessions: sample.sessions,
-    rssMB: sample.rssMB,
-    heapUsedMB: sample.heapUsedMB,
-    eventLoopDelayMs: sample.eventLoopDelayMs
+    aiFallbacksPerMin: sample.aiFallbacks * perMin
   }
 }
 
 /**
- * A live point from two /api/stats reads: counts become rates over the time
- * between them; percentiles only when requests came in meanwhile (otherwise
- * /api/stats repeats old figures, and the chart shows a gap, as the history does).
+ * Two /api/stats reads as one history sample: the counts between them, and
+ * percentiles only when requests came in meanwhile (otherwise /api/stats
+ * repeats old figures; the chart shows a gap, as the history does).
  */
-function pointFromStats (stats, before, t) {
-  const seconds = Math.max(t - before.t, 0.001)
-  const since = (now, then) => Math.max(now - then, 0)
-  const requests = since(stats.requests.total, before.stats.requests.total)
-  const answers = since(stats.ai.successful + stats.ai.blocked, before.stats.ai.successful + before.stats.ai.blocked)
-  const perMin = (now, then) => (since(now, then) * 60) / seconds
+function sampleFromStats (stats, before, t) {
+  const since = (read) => Math.max(read(stats) - read(before.stats), 0)
+  const requests = since((read) => read.requests.total)
+  const answers = since((read) => read.ai.successful + read.ai.blocked)
   const { performance } = stats
   return {
     t,
-    okPerS: since(stats.requests.successful, before.stats.requests.successful) / seconds,
-    clientPerS: since(stats.requests.clientErrors, before.stats.requests.clientErrors) / seconds,
-    serverPerS: since(stats.requests.serverErrors, before.stats.requests.serverErrors) / seconds,
+    successful: since((read) => read.requests.successful),
+    clientErrors: since((read) => read.requests.clientErrors),
+    serverErrors: since((read) => read.requests.serverErrors),
     p50Ms: requests === 0 ? null : performance.p50Ms,
     p95Ms: requests === 0 ? null : performance.p95Ms,
     p99Ms: requests === 0 ? null : performance.p99Ms,
-    aiPerMin: perMin(stats.ai.total, before.stats.ai.total),
-    aiFailuresPerMin: perMin(stats.ai.failures, before.stats.ai.failures),
-    aiFallbacksPerMin: perMin(stats.ai.fallbacks, before.stats.ai.fallbacks),
+    aiRequests: since((read) => read.ai.total),
+    aiFailures: since((read) => read.ai.failures),
+    aiFallbacks: since((read) => read.ai.fallbacks),
     aiP95Ms: answers === 0 ? null : stats.ai.p95LatencyMs,
     connections: stats.connections.current,
     sessions: stats.sessions.active,
@@ -294,9 +284,9 @@ async function refresh () {
     // /health answers 503 with the same body when the instance is unhealthy.
     const [stats, health] = await Promise.all([getJson('/api/stats'), getJson('/health', { authorized: false, okStatuses: [503] })])
     // The server's clock for both history and live points, so they line up.
-    const t = Date.parse(health.timestamp) / 1000
+    const t = Date.parse(health.timestamp)
     if (previous !== undefined) {
-      points.push(pointFromStats(stats, previous, t))
+      points.push(pointFromSample(sampleFromStats(stats, previous, t), Math.max(t - previous.t, 1)))
       updateCharts()
     }
     previous = { stats, t }

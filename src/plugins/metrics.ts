@@ -44,7 +44,8 @@ function thresholdsFrom (config: Config): Thresholds {
 }
 
 /**
- * Metrics, alerts and the periodic stats log (SPEC §8). under-pressure samples
+ * Metrics, alerts, the periodic stats log (SPEC §8) and the dashboard's
+ * history: one sample every STATS_SAMPLE_INTERVAL_MS (SPEC §8.1). under-pressure samples
  * memory and event-loop delay once a second; it gets no max* option, so it
  * adds no hook and never answers 503 by itself: only /health and
  * /health/ready report, a memory warning never becomes an outage of every route.
