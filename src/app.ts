@@ -16,6 +16,7 @@ import securityPlugin from './plugins/security.js'
 import sessionsPlugin from './plugins/sessions.js'
 import websocketPlugin from './plugins/websocket.js'
 import companionRoutes from './routes/companion.js'
+import dashboardRoutes from './routes/dashboard.js'
 import healthRoutes from './routes/health.js'
 import rootRoutes from './routes/root.js'
 import sessionRoutes from './routes/sessions.js'
@@ -67,6 +68,7 @@ export async function buildApp (config: Config, logger: Logger, options: BuildOp
   await app.register(companionRoutes)
   await app.register(sessionRoutes)
   await app.register(statsRoutes)
+  await app.register(dashboardRoutes)
 
   return app
 }

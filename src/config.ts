@@ -109,6 +109,7 @@ export const EnvSchema = Type.Object({
   PROTOCOL_ERROR_LOG_WINDOW_MS: ms(60000, 100),
 
   STATS_INTERVAL_MS: ms(300000, 100),
+  STATS_SAMPLE_INTERVAL_MS: ms(10000, 100),
   STATS_TOKEN: optionalText('a non-empty token'),
   // At most 10 minutes: no orchestrator waits longer, and the process adds
   // its own margin on top (server.ts), which must stay a valid timer.

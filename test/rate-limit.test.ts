@@ -221,7 +221,7 @@ t.test('two clients with different source addresses are counted separately', asy
     })
     req.on('error', reject).end()
   })
-  const served = (remaining: string) => ({ status: 200, remaining, body: { name: SERVICE_NAME, version: VERSION, docs: '/docs', health: '/health' } })
+  const served = (remaining: string) => ({ status: 200, remaining, body: { name: SERVICE_NAME, version: VERSION, docs: '/docs', health: '/health', dashboard: '/dashboard' } })
   const answer = async (localAddress: string) => {
     const { headers: _headers, ...rest } = await from(localAddress)
     return rest

@@ -116,5 +116,5 @@ t.test('GET / lists no sessions and no config', async (t) => {
   const app = await buildTestApp(t)
   const response = await app.inject({ url: '/' })
   t.equal(response.statusCode, 200)
-  t.same(response.json(), { name: 'lovers-code-backend', version: '1.0.0', docs: '/docs', health: '/health' })
+  t.same(response.json(), { name: 'lovers-code-backend', version: '1.0.0', docs: '/docs', health: '/health', dashboard: '/dashboard' })
 })

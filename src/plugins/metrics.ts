@@ -44,10 +44,11 @@ function thresholdsFrom (config: Config): Thresholds {
 }
 
 /**
- * Metrics, alerts and the periodic stats log (SPEC §8). The resource sampler
- * reads memory and event-loop delay once a second; it answers nothing by
- * itself: only /health and /health/ready report, so a memory warning never
- * becomes an outage of every route.
+ * Metrics, alerts, the periodic stats log (SPEC §8) and the dashboard's
+ * history: one sample every STATS_SAMPLE_INTERVAL_MS (SPEC §8.1). The
+ * resource sampler reads memory and event-loop delay once a second; it
+ * answers nothing by itself: only /health and /health/ready report, so a
+ * memory warning never becomes an outage of every route.
  *
  * Alerts are evaluated when something they depend on is recorded (a request:
  * error rate and slow response; an AI outcome; a connection opening or
@@ -56,7 +57,7 @@ function thresholdsFrom (config: Config): Thresholds {
  * time alone: memory, the window sliding past old errors, a quiet slow alert.
  */
 export default fp(async (app) => {
-  const { STATS_INTERVAL_MS } = app.config
+  const { STATS_INTERVAL_MS, STATS_SAMPLE_INTERVAL_MS } = app.config
   const sampler = createResourceSampler({
     intervalMs: SAMPLE_INTERVAL_MS,
     onError: (error) => app.log.warn({ err: error }, 'could not read the process memory (figures keep their last values)')
@@ -105,14 +106,17 @@ export default fp(async (app) => {
   // Timers start once every plugin the report reads (sessions, AI) exists.
   let evaluateTimer: NodeJS.Timeout | undefined
   let statsTimer: NodeJS.Timeout | undefined
+  let historyTimer: NodeJS.Timeout | undefined
   app.addHook('onReady', async () => {
     evaluateTimer = setInterval(metrics.evaluate, Math.min(STATS_INTERVAL_MS, MAX_EVALUATE_INTERVAL_MS)).unref()
     statsTimer = setInterval(() => { logStats(app) }, STATS_INTERVAL_MS).unref()
+    historyTimer = setInterval(() => { sampleHistory(app) }, STATS_SAMPLE_INTERVAL_MS).unref()
   })
   app.addHook('onClose', async () => {
     sampler.close()
     clearInterval(evaluateTimer)
     clearInterval(statsTimer)
+    clearInterval(historyTimer)
   })
 }, { name: 'metrics', dependencies: ['config', 'logging', 'errors'] })
 
@@ -139,6 +143,18 @@ export async function statsReport (app: FastifyInstance): Promise<Static<typeof 
     alerts: health.alerts,
     thresholds: app.metrics.thresholds
   }
+}
+
+/** One /api/stats/history sample; an unreadable session store leaves a gap, not a hole in the ring. */
+async function sampleHistory (app: FastifyInstance): Promise<void> {
+  let sessions: number | null = null
+  try {
+    const counts = await app.sessions.counts()
+    sessions = counts.companion + counts.multiplayer
+  } catch (error) {
+    app.log.debug({ err: error }, 'session counts unavailable for the stats history')
+  }
+  app.metrics.recordSample(sessions)
 }
 
 async function logStats (app: FastifyInstance): Promise<void> {

@@ -6,10 +6,11 @@ const ServiceInfo = Type.Object({
   name: Type.String(),
   version: Type.String(),
   docs: Type.String(),
-  health: Type.String()
+  health: Type.String(),
+  dashboard: Type.String()
 })
 
-const info = { name: SERVICE_NAME, version: VERSION, docs: '/docs', health: '/health' }
+const info = { name: SERVICE_NAME, version: VERSION, docs: '/docs', health: '/health', dashboard: '/dashboard' }
 
 const root: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/', {

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { Errors } from '../errors.js'
 import { statsReport } from '../plugins/metrics.js'
 import { errorResponses } from '../schemas/common.js'
-import { Stats } from '../schemas/monitoring.js'
+import { Stats, StatsHistory } from '../schemas/monitoring.js'
 import { createPrometheusExporter } from '../services/monitoring/prometheus.js'
 
 const BEARER = /^Bearer +(\S+) *$/i
@@ -27,7 +27,10 @@ function bearerCheck (token: string): (authorization: string | undefined) => boo
 const statsConfig = { metrics: false }
 const scrapeConfig = { metrics: false, rateLimit: false as const }
 
-/** GET /api/stats and GET /metrics: the same figures as JSON and as Prometheus text. */
+/**
+ * GET /api/stats and GET /metrics: the same figures as JSON and as Prometheus
+ * text; GET /api/stats/history: the dashboard's last hour (SPEC §8.1).
+ */
 const stats: FastifyPluginAsyncTypebox = async (app) => {
   const { STATS_TOKEN } = app.config
   const exporter = createPrometheusExporter()
@@ -59,6 +62,15 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Stats, ...errorResponses(401) }
     }
   }, async () => statsReport(app))
+
+  app.get('/api/stats/history', {
+    config: statsConfig,
+    schema: {
+      summary: 'The figures behind the dashboard, one sample per interval (10 s) over the last hour',
+      security,
+      response: { 200: StatsHistory, ...errorResponses(401) }
+    }
+  }, async () => ({ intervalMs: app.config.STATS_SAMPLE_INTERVAL_MS, samples: app.metrics.history() }))
 
   app.get('/metrics', {
     config: scrapeConfig,

@@ -127,3 +127,31 @@ export const Stats = Type.Object({
     slowClearMs: Type.Number()
   })
 })
+
+const Figure = (description: string) => Type.Union([Type.Number(), Type.Null()], { description })
+const PerInterval = (description: string) => Type.Integer({ minimum: 0, description: `${description} during the interval` })
+
+/** One sample of GET /api/stats/history (SPEC §8.1); null: nothing to measure. */
+export const HistorySample = Type.Object({
+  t: Type.Integer({ description: 'End of the interval, milliseconds since the epoch' }),
+  successful: PerInterval('Requests answered 2xx/3xx'),
+  clientErrors: PerInterval('Requests answered 4xx'),
+  serverErrors: PerInterval('Requests answered 5xx'),
+  p50Ms: Figure('Median response time of the interval\'s requests; null without requests'),
+  p95Ms: Figure('95th percentile, as p50Ms'),
+  p99Ms: Figure('99th percentile, as p50Ms'),
+  aiRequests: PerInterval('AI requests that ended'),
+  aiFailures: PerInterval('AI failures (503 AI_UNAVAILABLE)'),
+  aiFallbacks: PerInterval('AI fallback replies (failures, blocked, offline)'),
+  aiP95Ms: Figure('95th percentile latency of the interval\'s model answers; null without any'),
+  connections: Type.Integer({ minimum: 0, description: 'WebSocket connections open at the end of the interval' }),
+  sessions: Figure('Active sessions at the end of the interval; null when the store could not be read'),
+  rssMB: Type.Number({ description: 'Resident set size' }),
+  heapUsedMB: Type.Number({ description: 'V8 heap in use' }),
+  eventLoopDelayMs: Type.Number({ description: 'Mean event-loop delay over the last 1 s' })
+})
+
+export const StatsHistory = Type.Object({
+  intervalMs: Type.Integer({ description: 'Time between two samples (STATS_SAMPLE_INTERVAL_MS)' }),
+  samples: Type.Array(HistorySample, { maxItems: 360, description: 'Oldest first; the last 360 intervals' })
+})

@@ -51,6 +51,8 @@ export interface MetricsOptions {
   windowMs?: number
   /** Granularity of that window: it covers between (buckets-1)/buckets and all of windowMs. */
   buckets?: number
+  /** Samples the history keeps (SPEC §8.1: an hour of 10 s samples). */
+  historySize?: number
 }
 
 const MB = 1024 * 1024
@@ -86,7 +88,7 @@ const percent = (part: number, whole: number) => whole === 0 ? 0 : (part / whole
 const successPercent = (part: number, whole: number) => whole === 0 ? 100 : percent(part, whole)
 
 /** Fixed-size ring of the last `size` samples. */
-function createSampleRing (size: number) {
+export function createSampleRing (size: number) {
   const values = new Float64Array(size)
   const sorted = new Float64Array(size)
   let next = 0
@@ -97,16 +99,93 @@ function createSampleRing (size: number) {
       next = next + 1 === size ? 0 : next + 1
       if (count < size) count++
     },
-    /** Average and nearest-rank percentiles of what the ring holds. */
-    summary () {
-      const view = sorted.subarray(0, count)
-      view.set(values.subarray(0, count))
+    /**
+     * Average and nearest-rank percentiles of the newest `last` values the
+     * ring holds (all of them by default).
+     */
+    summary (last = count) {
+      const n = Math.min(last, count)
+      const view = sorted.subarray(0, n)
+      // The newest n values end just before `next`, wrapping round the ring.
+      const start = next - n
+      if (start >= 0) {
+        view.set(values.subarray(start, next))
+      } else {
+        view.set(values.subarray(size + start))
+        view.set(values.subarray(0, next), -start)
+      }
       view.sort()
       let sum = 0
-      for (let i = 0; i < count; i++) sum += view[i]
-      // p * count / 100 is exact for integer p, so the rank is too.
-      const at = (p: number) => count === 0 ? 0 : round2(view[Math.ceil((p * count) / 100) - 1])
-      return { sampleSize: count, avg: count === 0 ? 0 : round2(sum / count), p50: at(50), p95: at(95), p99: at(99) }
+      for (let i = 0; i < n; i++) sum += view[i]
+      // p * n / 100 is exact for integer p, so the rank is too.
+      const at = (p: number) => n === 0 ? 0 : round2(view[Math.ceil((p * n) / 100) - 1])
+      return { sampleSize: n, avg: n === 0 ? 0 : round2(sum / n), p50: at(50), p95: at(95), p99: at(99) }
+    }
+  }
+}
+
+/**
+ * One history sample (SPEC §8.1): requests and AI requests of the interval
+ * by outcome, response-time percentiles of the interval's requests, and the
+ * process figures at its end. null: nothing to measure (no request in the
+ * interval, the session store unreadable).
+ */
+export interface HistorySample {
+  t: number
+  successful: number
+  clientErrors: number
+  serverErrors: number
+  p50Ms: number | null
+  p95Ms: number | null
+  p99Ms: number | null
+  aiRequests: number
+  aiFailures: number
+  aiFallbacks: number
+  aiP95Ms: number | null
+  connections: number
+  sessions: number | null
+  rssMB: number
+  heapUsedMB: number
+  eventLoopDelayMs: number
+}
+
+/** Storage order of a sample's figures (every key of HistorySample, once). */
+export const HISTORY_FIELDS = [
+  't', 'successful', 'clientErrors', 'serverErrors', 'p50Ms', 'p95Ms', 'p99Ms',
+  'aiRequests', 'aiFailures', 'aiFallbacks', 'aiP95Ms',
+  'connections', 'sessions', 'rssMB', 'heapUsedMB', 'eventLoopDelayMs'
+] as const satisfies ReadonlyArray<keyof HistorySample>
+
+/**
+ * Fixed-size ring of the last `size` history samples, stored flat in one
+ * preallocated typed array (null as NaN): pushing overwrites the oldest row
+ * in place, so it costs the same with 1 sample or 360 and allocates nothing.
+ */
+export function createHistoryRing (size: number) {
+  const width = HISTORY_FIELDS.length
+  const rows = new Float64Array(size * width)
+  let next = 0
+  let count = 0
+  return {
+    push (sample: HistorySample): void {
+      const base = next * width
+      for (let field = 0; field < width; field++) rows[base + field] = sample[HISTORY_FIELDS[field]] ?? NaN
+      next = next + 1 === size ? 0 : next + 1
+      if (count < size) count++
+    },
+    /** The samples, oldest first (a reader's path: allocation is fine). */
+    list (): HistorySample[] {
+      const samples: HistorySample[] = []
+      for (let i = 0; i < count; i++) {
+        const base = ((next - count + i + size) % size) * width
+        const sample: Record<string, number | null> = {}
+        for (let field = 0; field < width; field++) {
+          const value = rows[base + field]
+          sample[HISTORY_FIELDS[field]] = Number.isNaN(value) ? null : value
+        }
+        samples.push(sample as unknown as HistorySample)
+      }
+      return samples
     }
   }
 }
@@ -148,9 +227,12 @@ function createWindow (windowMs: number, buckets: number, now: () => number) {
 }
 
 export function createMetricsService ({
-  thresholds, resources, onAlert, now = Date.now, sampleSize = 1000, windowMs = 5 * 60_000, buckets = 10
+  thresholds, resources, onAlert, now = Date.now, sampleSize = 1000, windowMs = 5 * 60_000, buckets = 10, historySize = 360
 }: MetricsOptions) {
   const totals = new Float64Array(FIELDS)
+  // The totals at the last history sample: a sample's counts are the difference.
+  const sampledTotals = new Float64Array(FIELDS)
+  const history = createHistoryRing(historySize)
   const window = createWindow(windowMs, buckets, now)
   const responseTimes = createSampleRing(sampleSize)
   const aiLatencies = createSampleRing(sampleSize)
@@ -285,6 +367,42 @@ export function createMetricsService ({
     },
 
     evaluate,
+
+    /**
+     * Closes one history interval (called by a timer, every 10 s by
+     * default). Its percentiles cover the requests of the interval: as every
+     * request adds one response time, they are the newest entries of the
+     * response-time ring (the last 1000 of a busier interval).
+     */
+    recordSample (sessions: number | null): void {
+      const since = (field: number) => totals[field] - sampledTotals[field]
+      const requests = since(REQUESTS)
+      const times = requests === 0 ? undefined : responseTimes.summary(requests)
+      const answers = since(AI_SUCCESSFUL) + since(AI_BLOCKED)
+      const { rssBytes, heapUsedBytes, eventLoopDelayMs } = resources()
+      history.push({
+        t: now(),
+        successful: since(SUCCESSFUL),
+        clientErrors: since(CLIENT_ERRORS),
+        serverErrors: since(SERVER_ERRORS),
+        p50Ms: times?.p50 ?? null,
+        p95Ms: times?.p95 ?? null,
+        p99Ms: times?.p99 ?? null,
+        aiRequests: since(AI_TOTAL),
+        aiFailures: since(AI_FAILURES),
+        aiFallbacks: since(AI_FALLBACKS),
+        aiP95Ms: answers === 0 ? null : aiLatencies.summary(answers).p95,
+        connections,
+        sessions,
+        rssMB: toMB(rssBytes),
+        heapUsedMB: toMB(heapUsedBytes),
+        eventLoopDelayMs: round2(eventLoopDelayMs)
+      })
+      sampledTotals.set(totals)
+    },
+
+    /** The history samples, oldest first. */
+    history: () => history.list(),
 
     /** Everything /api/stats, /metrics and the stats log report, after evaluating the rules. */
     snapshot () {
