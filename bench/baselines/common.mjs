@@ -28,6 +28,13 @@ export async function chat (body) {
   return { sessionId: String(body?.sessionId ?? ''), message: answer.text, companionName: 'Ava', timestamp: new Date().toISOString(), fallback: false }
 }
 
+/** Fastify handler of GET /api/sessions/:id: our captured 200 or 404 body. */
+export async function sessionHandler (request, reply) {
+  reply.type('application/json; charset=utf-8')
+  if (request.params.id === SESSION_ID) return SESSION_BODY
+  return reply.code(404).send(NOT_FOUND_BODY)
+}
+
 /** The fields of our requests.log line (SPEC §7). */
 export const requestLine = (reqId, method, route, path, status, responseTimeMs, ip, userAgent) =>
   ({ reqId, method, route, path, status, responseTimeMs, ip, userAgent: userAgent ?? null })

@@ -6,18 +6,14 @@ import cors from '@fastify/cors'
 import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import Fastify from 'fastify'
-import { LOG_FILE, NOT_FOUND_BODY, onSignal, ready, SESSION_BODY, SESSION_ID } from './common.mjs'
+import { LOG_FILE, onSignal, ready, sessionHandler } from './common.mjs'
 
 const app = Fastify({ logger: { level: 'info', file: LOG_FILE } })
 await app.register(helmet)
 await app.register(cors)
 await app.register(rateLimit, { max: 1_000_000_000 })
 
-app.get('/api/sessions/:id', async (request, reply) => {
-  reply.type('application/json; charset=utf-8')
-  if (request.params.id === SESSION_ID) return SESSION_BODY
-  return reply.code(404).send(NOT_FOUND_BODY)
-})
+app.get('/api/sessions/:id', sessionHandler)
 
 await app.listen({ port: 0, host: '127.0.0.1' })
 ready(app.server.address().port)

@@ -4,7 +4,7 @@
 // on top of this is the rate limit, validation, CORS and the not-found path.
 import Fastify from 'fastify'
 import { pino } from 'pino'
-import { HEADERS, healthBody, LOG_FILE, NOT_FOUND_BODY, onSignal, ready, requestLine, SESSION_BODY, SESSION_ID } from './common.mjs'
+import { HEADERS, healthBody, LOG_FILE, onSignal, ready, requestLine, sessionHandler } from './common.mjs'
 
 const destination = pino.destination({ dest: LOG_FILE, sync: false })
 const log = pino({
@@ -27,11 +27,7 @@ app.addHook('onResponse', (request, reply, done) => {
 })
 
 app.get('/health', async () => healthBody())
-app.get('/api/sessions/:id', async (request, reply) => {
-  reply.type('application/json; charset=utf-8')
-  if (request.params.id === SESSION_ID) return SESSION_BODY
-  return reply.code(404).send(NOT_FOUND_BODY)
-})
+app.get('/api/sessions/:id', sessionHandler)
 
 await app.listen({ port: 0, host: '127.0.0.1' })
 ready(app.server.address().port)
