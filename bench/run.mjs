@@ -73,28 +73,28 @@ const scenarios = {
   health: {
     title: 'GET /health',
     servers: () => [...candidates(), ['bare', () => baselineServer('bare')]],
-    measure: (target) => wrk(`${target.url}/health`, settings),
+    measure: (target) => wrk(`${target.url}/health`, { ...settings, cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
     ratios: [['bare', '≥', 0.8]]
   },
   session: {
     title: 'GET /api/sessions/:id (200)',
     servers: () => [...candidates(), ...['floor', 'fastify-defaults', 'express', 'bare'].map((name) => [name, () => baselineServer(name)])],
-    measure: (target) => wrk(`${target.url}/api/sessions/${target.sessionId}`, settings),
+    measure: (target) => wrk(`${target.url}/api/sessions/${target.sessionId}`, { ...settings, cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
     ratios: [['express', '≥', 4], ['fastify-defaults', '≥', 1.5], ['floor', '≥', 0.9], ['bare', 'info']]
   },
   'session-404': {
     title: 'GET /api/sessions/:id (404)',
     servers: () => [...candidates(), ['floor', () => baselineServer('floor')], ['bare', () => baselineServer('bare')]],
-    measure: (target) => wrk(`${target.url}/api/sessions/no-such-session`, settings),
+    measure: (target) => wrk(`${target.url}/api/sessions/no-such-session`, { ...settings, cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
     ratios: [['floor', '≥', 0.9], ['bare', 'info']]
   },
   chat: {
     title: 'POST /api/ai-companion/chat, max (fake Gemini 0 ms)',
     servers: () => [...candidates(), ['bare', () => baselineServer('bare')], ['express', () => baselineServer('express')]],
-    measure: (target) => wrk(`${target.url}/api/ai-companion/chat`, { ...settings, request: chatRequest(target) }),
+    measure: (target) => wrk(`${target.url}/api/ai-companion/chat`, { ...settings, request: chatRequest(target), cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
     ratios: [['bare', '≥', 0.85], ['express', 'info']]
   },
@@ -169,12 +169,15 @@ const median = (values) => {
 
 const fmt = (value) => !Number.isFinite(value) ? 'n/a' : Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2)
 
-function ratioRows (title, figures, figure, ratios) {
+/** `invert`: a cost (CPU µs per request), so the ratio is theirs / ours, comparable to a throughput ratio. */
+function ratioRows (title, figures, figure, ratios, invert = false) {
   const rows = []
   for (const name of Object.keys(figures).filter((n) => n === 'ours' || n === 'before')) {
     for (const [other, comparison, targetValue] of ratios) {
       if (figures[other] === undefined) continue
-      const perRound = figures[name].map((result, round) => result[figure] / figures[other][round][figure])
+      const perRound = figures[name].map((result, round) => invert
+        ? figures[other][round][figure] / result[figure]
+        : result[figure] / figures[other][round][figure])
       const met = comparison === 'info' ? '' : (comparison === '≥' ? median(perRound) >= targetValue : median(perRound) <= targetValue) ? 'yes' : 'NO'
       rows.push({
         scenario: title,
@@ -208,6 +211,9 @@ async function runScenario (key) {
     }
   }
   const rows = ratioRows(scenario.title, figures, scenario.figure, scenario.ratios)
+  if (figures.ours?.[0]?.cpuUsPerRequest !== undefined) {
+    rows.push(...ratioRows(`${scenario.title}: server CPU µs per request (ratio = theirs / ours)`, figures, 'cpuUsPerRequest', scenario.ratios, true))
+  }
   if (scenario.absolute !== undefined) {
     const [comparison, limit] = scenario.absolute
     for (const name of Object.keys(figures)) {
@@ -245,7 +251,8 @@ const header = [
   `Date: ${startedAt.toISOString()}; Node.js ${process.version}; ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
   hasTaskset ? `Pinned: servers on core ${SERVER_CORE}; wrk, the JS load generators and the fake Gemini on core ${LOAD_CORE}` : 'Not pinned (no taskset or one core)',
   `Load: wrk -t1 -c${settings.connections} unpipelined, ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured, ` +
-    `${settings.rounds} interleaved round(s); ratio = median over rounds (range min–max)`,
+    `${settings.rounds} interleaved round(s); ratio = median over rounds (range min–max). ` +
+    'The CPU rows compare the server processes\' CPU time per request (/proc), which depends far less on a loaded machine than req/s',
   `Machine load average (1 min) before ${loadBefore[0].toFixed(2)}, after ${loadAfter[0].toFixed(2)}` +
     (Math.max(loadBefore[0], loadAfter[0]) > 1 ? ' — other work was running: absolute figures are not comparable, ratios are noisy' : '')
 ]

@@ -26,11 +26,13 @@ const LATENCY_UNITS = { us: 0.001, ms: 1, s: 1000 }
 
 function parseWrk (output) {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1])
+  const requests = Number(/(\d+) requests in/.exec(output)?.[1])
   const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)$/m.exec(output)
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0)
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output)
   return {
     rps,
+    requests,
     p99Ms: p99 === null ? NaN : Number(p99[1]) * LATENCY_UNITS[p99[2]],
     non2xx,
     socketErrors: errors === null ? 0 : errors.slice(1).reduce((sum, n) => sum + Number(n), 0)
@@ -40,8 +42,11 @@ function parseWrk (output) {
 /**
  * wrk -t1 -c<connections> for `seconds` after a `warmupSeconds` run whose
  * figures are discarded, on the load core. `request` as in luaScript.
+ * With `cpuSeconds` (the server's CPU time so far), also the server's CPU
+ * time per request in µs: unlike req/s, it hardly depends on how much of a
+ * loaded machine the server got.
  */
-export async function wrk (url, { connections, seconds, warmupSeconds, request = {} }) {
+export async function wrk (url, { connections, seconds, warmupSeconds, request = {}, cpuSeconds }) {
   const dir = mkdtempSync(join(tmpdir(), 'lc-wrk-'))
   try {
     const script = join(dir, 'request.lua')
@@ -52,7 +57,10 @@ export async function wrk (url, { connections, seconds, warmupSeconds, request =
       return parseWrk(stdout)
     }
     if (warmupSeconds > 0) await once(warmupSeconds)
-    return await once(seconds)
+    const cpuBefore = cpuSeconds?.()
+    const result = await once(seconds)
+    if (cpuSeconds === undefined) return result
+    return { ...result, cpuUsPerRequest: (cpuSeconds() - cpuBefore) * 1e6 / result.requests }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -58,6 +58,7 @@ export function startNode (script, { env = {}, nodeArgs = [], core = SERVER_CORE
         port: Number(match[1]),
         url: `http://127.0.0.1:${match[1]}`,
         rssKiB: () => rssKiB(child.pid), // taskset execs node: same pid
+        cpuSeconds: () => cpuSeconds(child.pid),
         stop: () => stop(child)
       })
     }
@@ -70,6 +71,13 @@ export function startNode (script, { env = {}, nodeArgs = [], core = SERVER_CORE
 export function rssKiB (pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1])
+}
+
+/** User + system CPU time the process has used, from /proc (clock ticks of 1/100 s). */
+export function cpuSeconds (pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  // After "pid (comm) ": field 3 is the state, so utime (14) and stime (15) are at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
 async function stop (child) {
