@@ -134,9 +134,9 @@ const scenarios = {
     servers: () => [...candidates(), ['bare-ws', () => baselineServer('bare-ws')]],
     measure: async (target, name, round) => {
       const url = `ws://127.0.0.1:${target.port}/ws`
-      const saturated = await fanOut(url, { ...settings, pairs: settings.wsPairs, tag: `${name}-s${round}` })
+      const saturated = await fanOut(url, { ...settings, pairs: settings.wsPairs, tag: `${name}-s${round}`, cpuSeconds: target.cpuSeconds })
       const atRate = await fanOut(url, { ...settings, pairs: settings.wsPairs, rate: settings.wsRate, tag: `${name}-r${round}` })
-      return { msgPerSecond: saturated.msgPerSecond, p99AtRateMs: atRate.p99Ms, deliveredAtRate: atRate.msgPerSecond }
+      return { msgPerSecond: saturated.msgPerSecond, cpuUsPerMessage: saturated.cpuUsPerMessage, p99AtRateMs: atRate.p99Ms, deliveredAtRate: atRate.msgPerSecond }
     },
     figure: 'msgPerSecond',
     ratios: [['bare-ws', '≥', 0.7]],
@@ -213,6 +213,9 @@ async function runScenario (key) {
   const rows = ratioRows(scenario.title, figures, scenario.figure, scenario.ratios)
   if (figures.ours?.[0]?.cpuUsPerRequest !== undefined) {
     rows.push(...ratioRows(`${scenario.title}: server CPU µs per request (ratio = theirs / ours)`, figures, 'cpuUsPerRequest', scenario.ratios, true))
+  }
+  if (figures.ours?.[0]?.cpuUsPerMessage !== undefined) {
+    rows.push(...ratioRows(`${scenario.title}: server CPU µs per delivered message (ratio = theirs / ours)`, figures, 'cpuUsPerMessage', scenario.ratios, true))
   }
   if (scenario.absolute !== undefined) {
     const [comparison, limit] = scenario.absolute

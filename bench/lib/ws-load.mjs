@@ -3,6 +3,7 @@
 // sends `chat message` frames and the other receives them, for fan-out
 // throughput (saturated: a bounded window of frames in flight per pair) and
 // delivery latency at a fixed total rate. The send time travels in the text.
+// With `cpuSeconds`, also the server's CPU time per delivered message.
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
@@ -78,7 +79,7 @@ function percentile (sorted, p) {
  * `rate` undefined: saturated (each sender keeps WINDOW frames in flight);
  * otherwise `rate` frames per second in total, on a schedule.
  */
-export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag }) {
+export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag, cpuSeconds }) {
   const sessions = await openPairs(url, pairs, tag)
   let measuring = false
   let delivered = 0
@@ -114,11 +115,13 @@ export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag })
   await sleep(warmupSeconds * 1000)
   measuring = true
   const from = performance.now()
+  const cpuBefore = cpuSeconds?.()
   await sleep(seconds * 1000)
   measuring = false
   const elapsed = (performance.now() - from) / 1000
+  const cpuUsPerMessage = cpuSeconds === undefined ? undefined : (cpuSeconds() - cpuBefore) * 1e6 / delivered
   clearInterval(timer)
   await closeAll(sessions.flatMap((pair) => [pair.sender, pair.receiver]))
   latencies.sort((a, b) => a - b)
-  return { msgPerSecond: delivered / elapsed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) }
+  return { msgPerSecond: delivered / elapsed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), cpuUsPerMessage }
 }
