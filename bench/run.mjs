@@ -228,6 +228,16 @@ async function runScenario (key) {
   return { rows, figures }
 }
 
+// Interrupted (Ctrl-C, a timeout): stop the servers too, leave nothing running.
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    stopAll().finally(() => {
+      rmSync(scratch, { recursive: true, force: true })
+      process.exit(130)
+    })
+  })
+}
+
 const stamp = startedAt.toISOString().replace(/[:.]/g, '-')
 const report = { startedAt: startedAt.toISOString(), settings, scenarios: {} }
 const rows = []

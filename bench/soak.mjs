@@ -36,7 +36,9 @@ export async function soak ({ startOurs, settings, resultsDir, stamp }) {
   let cyclesDone = 0
   const sample = async (phase) => {
     const memory = await askMemory(target.child)
-    samples.push({ seconds: (performance.now() - started) / 1000, phase, requests: requestsDone, cycles: cyclesDone, heapMB: memory.heapUsed / MB, rssMB: memory.rss / MB })
+    const entry = { seconds: (performance.now() - started) / 1000, phase, requests: requestsDone, cycles: cyclesDone, heapMB: memory.heapUsed / MB, rssMB: memory.rss / MB }
+    samples.push(entry)
+    process.stderr.write(`  soak ${entry.seconds.toFixed(0)} s ${phase}: ${entry.requests} requests, ${entry.cycles} cycles, heap ${entry.heapMB.toFixed(1)} MB, RSS ${entry.rssMB.toFixed(1)} MB\n`)
   }
   try {
     const liveSession = target.sessionId
