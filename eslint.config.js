@@ -2,5 +2,5 @@ import neostandard from 'neostandard'
 
 export default neostandard({
   ts: true,
-  ignores: ['dist/**', 'node_modules/**', 'logs/**', '.tap/**', 'coverage/**']
+  ignores: ['dist/**', 'bench/results/**', 'node_modules/**', 'logs/**', '.tap/**', 'coverage/**']
 })

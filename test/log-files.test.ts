@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { createLogFiles } from '../src/services/logs/log-files.js'
-import { buildTestApp, readLog, tempDir, waitForLogLine } from './helper.js'
+import { buildTestApp, readLog, startServer, tempDir, waitForLogLine } from './helper.js'
 
 const DAY_MS = 24 * 60 * 60 * 1000
 
@@ -60,13 +60,8 @@ t.test('each log is reachable as LOG_DIR/<name>.log and rotates at LOG_MAX_SIZE'
   }
   const agents = Array.from({ length: 40 }, (_, i) => `rotation-test-${i}`)
   for (const agent of agents) await app.inject({ url: '/health/live', headers: { 'user-agent': agent } })
-  // Rotation happens once the stream has drained: wait for the second file.
+  await app.close() // flushes: every line is in its file
   const rotated = async () => (await readdir(join(dir, 'requests'))).filter((f) => f !== 'current.log')
-  const deadline = Date.now() + 5000
-  while ((await rotated()).length < 2 && Date.now() < deadline) await sleep(20)
-  await app.inject({ url: '/health/live', headers: { 'user-agent': 'after-rotation' } })
-  agents.push('after-rotation')
-  await app.close() // flushes, and no rotation can be pending while the files are read
 
   const files = await rotated()
   t.ok(files.length >= 2, `rotated into ${files.length} files`)
@@ -80,6 +75,44 @@ t.test('each log is reachable as LOG_DIR/<name>.log and rotates at LOG_MAX_SIZE'
   t.ok(current.length >= 1 && current.length < agents.length, `the current file holds ${current.length} lines`)
   t.same(current, agents.slice(-current.length), 'only the latest ones')
 })
+
+/** The requests/ files in rotation order, each with the user agents of its lines. */
+async function requestFiles (dir: string) {
+  const names = (await readdir(join(dir, 'requests'))).filter((f) => f !== 'current.log')
+    .sort((a, b) => Number(a.split('.').at(-2)) - Number(b.split('.').at(-2)))
+  return Promise.all(names.map(async (name) => {
+    const text = await readFile(join(dir, 'requests', name), 'utf8')
+    return { name, bytes: Buffer.byteLength(text), agents: text.split('\n').filter(Boolean).map((line) => JSON.parse(line).userAgent as string) }
+  }))
+}
+
+// The defect this guards against: pino-roll rolled by size only once its
+// stream went idle, so under load the link could name a fresh, empty file
+// while the newest lines were still in the old one.
+for (const round of [1, 2, 3]) {
+  t.test(`size rotation under concurrent load, round ${round}: the link shows the newest line at once, nothing lost, no file over the size`, async (t) => {
+      // 300 connections at once from one address: over the default per-address cap (256).
+      const { app, url } = await startServer(t, { LOG_MAX_SIZE: '20k', HTTP_MAX_CONNECTIONS_PER_IP: 400 })
+    const dir = app.config.LOG_DIR
+    const agents = Array.from({ length: 300 }, (_, i) => `load-${round}-${i}`)
+    const responses = await Promise.all(agents.map((agent) => fetch(`${url}/health/live`, { headers: { 'user-agent': agent } })))
+    t.same(responses.map((r) => r.status), agents.map(() => 200))
+    await fetch(`${url}/health/live`, { headers: { 'user-agent': 'newest' } })
+    // While the server runs: the newest line arrives in the file the link names (no waiting for an idle stream).
+    await waitForLogLine(dir, 'requests', (line) => line.userAgent === 'newest', 5000)
+    const lines = await readLog(dir, 'requests')
+    t.equal(lines.at(-1)?.userAgent, 'newest', 'the last line of requests.log is the newest request')
+
+    await app.close()
+    const files = await requestFiles(dir)
+    t.ok(files.length >= 4, `rotated into ${files.length} files`)
+    for (const file of files) t.ok(file.bytes <= 20 * 1024, `${file.name} holds ${file.bytes} bytes, at most LOG_MAX_SIZE`)
+    t.equal(await realpath(join(dir, 'requests.log')), await realpath(join(dir, 'requests', files.at(-1)!.name)), 'the link names the last file')
+    const written = files.flatMap((file) => file.agents)
+    t.same([...written].sort(), [...agents, 'newest'].sort(), 'every request exactly once across the files')
+    t.equal(written.at(-1), 'newest')
+  })
+}
 
 t.test('files older than LOG_RETENTION_DAYS are deleted at startup, including older processes\' files', async (t) => {
   const dir = await tempDir(t)

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { createLogFiles, type LogFiles } from '../services/logs/log-files.js'
+import type { RequestLineFields } from '../services/logs/request-log.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,7 +36,9 @@ export default fp(async (app) => {
     done()
   })
 
-  function requestLine (request: FastifyRequest, status: number, responseTimeMs: number | null) {
+  const { requestLog } = logFiles
+
+  function requestLine (request: FastifyRequest, status: number, responseTimeMs: number | null): RequestLineFields {
     const queryStart = request.url.indexOf('?')
     return {
       reqId: request.id,
@@ -52,10 +55,10 @@ export default fp(async (app) => {
   function logRequest (request: FastifyRequest, status: number, responseTimeMs: number | null): void {
     const line = requestLine(request, status, responseTimeMs)
     if (responseTimeMs !== null && responseTimeMs > SLOW_RESPONSE_MS) {
-      logFiles.requests.warn(line, 'slow response')
+      requestLog.write('warn', line, 'slow response')
       app.log.warn({ reqId: request.id, route: line.route, responseTimeMs }, 'slow response')
     } else {
-      logFiles.requests.info(line, 'request completed')
+      requestLog.write('info', line, 'request completed')
     }
   }
   app.decorate('logRequest', logRequest)
@@ -68,7 +71,7 @@ export default fp(async (app) => {
   // A client that hangs up before its answer gets no onResponse; it still
   // gets its line, with nginx's "client closed request" status.
   app.addHook('onRequestAbort', (request, done) => {
-    logFiles.requests.info(requestLine(request, CLIENT_CLOSED_REQUEST, null), 'request aborted by the client')
+    requestLog.write('info', requestLine(request, CLIENT_CLOSED_REQUEST, null), 'request aborted by the client')
     done()
   })
 

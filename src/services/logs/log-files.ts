@@ -1,15 +1,17 @@
 import { lstat, mkdir, readdir, readlink, stat, symlink, unlink } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pino, type Logger, type LoggerOptions } from 'pino'
-import roll from 'pino-roll'
+import { createRequestLog, type RequestLog } from './request-log.js'
+import { openRollingFile, type RollingFile } from './rolling-file.js'
 
 /*
  * The four JSON-lines logs of SPEC §7. Each lives in its own folder because
  * pino-roll names its "current" link `current.log` per folder; a stable link
  * `LOG_DIR/<name>.log → <name>/current.log` keeps `tail -F logs/errors.log`
- * working across rotations. The streams are written from the main thread
- * (no transport worker): on a two-core machine a worker per file competes
- * with the request path, and SonicBoom's async writes already batch.
+ * working across rotations (rolling-file.ts). The files are written from
+ * the main thread (no transport worker: on a two-core machine a worker per
+ * file competes with the request path); requests.log lines have their own
+ * writer that batches them per event-loop turn (request-log.ts).
  */
 
 export const LOG_NAMES = ['requests', 'ai-requests', 'errors', 'server-stats'] as const
@@ -38,6 +40,8 @@ export interface LogFilesOptions {
 }
 
 export type LogFiles = Record<LogName, Logger> & {
+  /** requests.log's per-request line, serialised once and batched per event-loop turn. */
+  requestLog: RequestLog
   /** Deletes rotated files older than the retention period; returns how many. */
   prune: () => Promise<number>
   /** Writes out everything buffered and closes the files. */
@@ -49,7 +53,14 @@ const DAY_MS = 24 * 60 * 60 * 1000
 export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.now }: LogFilesOptions): Promise<LogFiles> {
   const root = resolve(dir)
   await mkdir(root, { recursive: true })
-  const streams = await Promise.all(LOG_NAMES.map((name) => openRolling(root, name, maxSize)))
+  const streams = await Promise.all(LOG_NAMES.map((name) => openLog(root, name, parseSize(maxSize))))
+  const requestLog = createRequestLog(streams[LOG_NAMES.indexOf('requests')])
+  // A crash ends the process without close(): what is buffered is written synchronously.
+  const writeOutSync = () => {
+    requestLog.flush()
+    for (const stream of streams) stream.flushSync()
+  }
+  process.once('exit', writeOutSync)
   const loggers = Object.fromEntries(LOG_NAMES.map((name, index) => {
     // requests and ai-requests lines are fixed field sets that never hold a
     // header or a key; skipping redaction there keeps the per-request cost down.
@@ -77,29 +88,29 @@ export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.
   }
 
   async function close (): Promise<void> {
-    await Promise.all(streams.map((stream) => new Promise<void>((resolve) => {
-      stream.once('close', () => resolve())
-      stream.end()
-    })))
+    process.off('exit', writeOutSync)
+    requestLog.flush()
+    await Promise.all(streams.map((stream) => stream.end()))
   }
 
-  return { ...loggers, prune, close }
+  return { ...loggers, requestLog, prune, close }
 }
 
-async function openRolling (root: string, name: LogName, maxSize: string) {
+const SIZE_UNITS: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
+
+/** `500k`, `10m`, `1g` → bytes; a bare number is megabytes, as pino-roll reads it (the config schema admits nothing else). */
+function parseSize (size: string): number {
+  const unit = SIZE_UNITS[size.at(-1) ?? '']
+  return unit === undefined ? Number(size) * SIZE_UNITS.m : Number(size.slice(0, -1)) * unit
+}
+
+async function openLog (root: string, name: LogName, maxBytes: number): Promise<RollingFile> {
   const folder = join(root, name)
   // pino-roll links current.log synchronously, before SonicBoom's own mkdir.
   await mkdir(folder, { recursive: true })
-  const stream = await roll({
-    file: join(folder, name),
-    extension: '.log',
-    frequency: 'daily',
-    dateFormat: 'yyyy-MM-dd',
-    size: maxSize,
-    symlink: true
-  })
+  const file = await openRollingFile({ folder, name, maxBytes })
   await linkStable(join(root, `${name}.log`), join(name, 'current.log'))
-  return stream
+  return file
 }
 
 async function linkStable (linkPath: string, target: string): Promise<void> {

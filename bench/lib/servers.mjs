@@ -1,0 +1,113 @@
+// The servers a benchmark compares, started once each and kept for the
+// other scenarios: ours (dist/server.js as production runs it), the fake
+// Gemini, and the baselines under bench/baselines/, which answer with
+// fixtures captured from our server so that every server does the same work.
+import { mkdtempSync } from 'node:fs'
+import { join } from 'node:path'
+import { LOAD_CORE, ROOT, startNode } from './processes.mjs'
+
+export const PERSONA = { companionConfig: { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'girlfriend' } }
+
+/** A companion session on our server (its greeting comes from the fake Gemini). */
+export async function createSession (url) {
+  const response = await fetch(`${url}/api/ai-companion/initialize`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(PERSONA)
+  })
+  const { sessionId } = await response.json()
+  if (typeof sessionId !== 'string') throw new Error(`no session from ${url}: ${response.status}`)
+  return sessionId
+}
+
+export function createServers (scratch) {
+  const baseline = (file) => join(ROOT, 'bench/baselines', file)
+  const running = new Map()
+
+  /** Starts a server once (by key) and keeps it for the other scenarios. */
+  async function server (key, start) {
+    if (!running.has(key)) running.set(key, await start())
+    return running.get(key)
+  }
+
+  const fakeGemini = (latencyMs) => server(`fake-${latencyMs}`, () =>
+    startNode(baseline('fake-gemini.mjs'), { env: { BENCH_LATENCY_MS: String(latencyMs) }, core: LOAD_CORE, name: 'fake Gemini' }))
+
+  /** Our server as production runs it, limits raised so the run measures their cost, not their refusals. */
+  async function startOurs ({ dist = join(ROOT, 'dist'), latencyMs = 0, name = 'ours', script = join(dist, 'server.js'), nodeArgs = [], ipc = false, env = {} } = {}) {
+    const fake = await fakeGemini(latencyMs)
+    const target = await startNode(script, {
+      name,
+      nodeArgs,
+      ipc,
+      env: {
+        PORT: '0',
+        HOST: '127.0.0.1',
+        NODE_ENV: 'production',
+        LOG_LEVEL: 'info',
+        LOG_DIR: mkdtempSync(join(scratch, 'logs-')),
+        GEMINI_API_KEY: 'bench-key',
+        GEMINI_BASE_URL: fake.url,
+        RATE_LIMIT_MAX: '1000000000',
+        SLOW_DOWN_AFTER: '999999999', // below RATE_LIMIT_MAX: the slow-down hook stays on
+        AI_RATE_LIMIT_MAX: '1000000000',
+        AI_MAX_CONCURRENCY: '1000',
+        WS_MAX_CONNECTIONS: '1000000',
+        WS_MAX_CONNECTIONS_PER_IP: '1000000',
+        WS_MESSAGE_RATE: '1000000000',
+        HIGH_CONNECTIONS: '1000000',
+        ...env
+      }
+    })
+    // Sessions live in each instance's memory: every instance gets its own.
+    target.sessionId = await createSession(target.url)
+    return target
+  }
+
+  const ours = (dist, latencyMs = 0, name = 'ours') => server(`${name}-${latencyMs}`, () => startOurs({ dist, latencyMs, name }))
+
+  /** What the baselines must answer the same way: captured from our server. */
+  let fixtures
+  async function captureFixtures () {
+    if (fixtures !== undefined) return fixtures
+    const { url, sessionId } = await ours()
+    const session = await fetch(`${url}/api/sessions/${sessionId}`)
+    const notFound = await fetch(`${url}/api/sessions/no-such-session`)
+    const headers = Object.fromEntries([...session.headers].filter(([name]) =>
+      !['date', 'content-length', 'content-type', 'connection', 'keep-alive'].includes(name)))
+    fixtures = {
+      sessionId,
+      env: {
+        BENCH_SESSION_ID: sessionId,
+        BENCH_SESSION: await session.text(),
+        BENCH_NOT_FOUND: await notFound.text(),
+        BENCH_HEADERS: JSON.stringify(headers)
+      }
+    }
+    return fixtures
+  }
+
+  const BASELINES = {
+    bare: 'bare-fastify.mjs',
+    floor: 'same-work-floor.mjs',
+    'fastify-defaults': 'fastify-defaults.mjs',
+    express: 'express-stack.mjs',
+    'bare-ws': 'bare-ws.mjs'
+  }
+
+  const baselineServer = (name, latencyMs = 0) => server(`${name}-${latencyMs}`, async () => {
+    const { env } = await captureFixtures()
+    const fake = await fakeGemini(latencyMs)
+    const target = await startNode(baseline(BASELINES[name]), {
+      name,
+      env: { ...env, GEMINI_BASE_URL: fake.url, BENCH_LOG_FILE: join(mkdtempSync(join(scratch, `${name}-`)), 'requests.log') }
+    })
+    target.sessionId = fixtures.sessionId
+    return target
+  })
+
+  async function stopAll () {
+    for (const target of running.values()) await target.stop()
+    running.clear()
+  }
+
+  return { startOurs, ours, baselineServer, captureFixtures, stopAll }
+}

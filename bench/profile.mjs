@@ -1,0 +1,85 @@
+// Where our server's CPU time goes under one benchmark load: runs dist/server.js
+// with --cpu-prof, drives one scenario's request with wrk, and prints the
+// self time by function and by module. Proportions survive a loaded machine
+// where absolute figures do not.
+//
+//   node bench/profile.mjs [--scenario health|session|session-404|chat] [--seconds 15] [--dist DIR] [--top 25]
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { wrk } from './lib/http-load.mjs'
+import { pinSelf, ROOT } from './lib/processes.mjs'
+import { createServers } from './lib/servers.mjs'
+
+const { values: options } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'session' },
+    seconds: { type: 'string', default: '15' },
+    dist: { type: 'string' },
+    top: { type: 'string', default: '25' }
+  }
+})
+
+pinSelf()
+const scratch = mkdtempSync(join(tmpdir(), 'lc-profile-'))
+const profileDir = join(scratch, 'profile')
+const { startOurs, stopAll } = createServers(scratch)
+try {
+  const target = await startOurs({
+    name: 'profiled',
+    dist: options.dist === undefined ? undefined : resolve(options.dist),
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir]
+  })
+  const { sessionId } = target
+  const requests = {
+    health: ['/health'],
+    session: [`/api/sessions/${sessionId}`],
+    'session-404': ['/api/sessions/no-such-session'],
+    chat: ['/api/ai-companion/chat', { method: 'POST', body: { sessionId, message: 'How was your day?' } }]
+  }
+  const [path, request] = requests[options.scenario]
+  const result = await wrk(target.url + path, { connections: 50, seconds: Number(options.seconds), warmupSeconds: 2, request })
+  console.log(`${options.scenario}: ${result.rps.toFixed(0)} req/s under the profiler (p99 ${result.p99Ms} ms, non-2xx ${result.non2xx})`)
+  await target.stop()
+  const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'))
+  summarise(JSON.parse(readFileSync(join(profileDir, file), 'utf8')), Number(options.top))
+} finally {
+  await stopAll()
+  rmSync(scratch, { recursive: true, force: true })
+}
+
+function moduleOf (url) {
+  if (url === '') return '(native / V8)'
+  if (url.startsWith('node:')) return url.replace(/^node:internal\/([^/]+).*/, 'node:$1')
+  const path = url.replace(/^file:\/\//, '')
+  const packaged = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path)
+  return packaged !== null ? packaged[1] : relative(ROOT, path)
+}
+
+function summarise (profile, top) {
+  const selfByFunction = new Map()
+  const selfByModule = new Map()
+  const counts = new Map()
+  for (const sample of profile.samples) counts.set(sample, (counts.get(sample) ?? 0) + 1)
+  let total = 0
+  let idle = 0
+  for (const node of profile.nodes) {
+    const hits = counts.get(node.id) ?? 0
+    if (hits === 0) continue
+    const { functionName, url, lineNumber } = node.callFrame
+    if (functionName === '(idle)') { idle += hits; continue }
+    total += hits
+    const name = `${(functionName || '(anonymous)').slice(0, 60)} ${moduleOf(url)}${url === '' ? '' : `:${lineNumber + 1}`}`
+    selfByFunction.set(name, (selfByFunction.get(name) ?? 0) + hits)
+    selfByModule.set(moduleOf(url), (selfByModule.get(moduleOf(url)) ?? 0) + hits)
+  }
+  const print = (title, map) => {
+    console.log(`\n${title} (share of busy samples; idle was ${(100 * idle / (idle + total)).toFixed(1)} % of all)`)
+    for (const [name, hits] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+      console.log(`${(100 * hits / total).toFixed(1).padStart(5)} %  ${name}`)
+    }
+  }
+  print('self time by module', selfByModule)
+  print('self time by function', selfByFunction)
+}
