@@ -124,3 +124,22 @@ t.test('secrets are redacted wherever they appear in a logged object', async (t)
   t.same(line.headers, { authorization: '[redacted]' })
   t.same(line.config, { GEMINI_API_KEY: '[redacted]' })
 })
+
+t.test('retention deletes rotated files of the four logs wherever they are in LOG_DIR, and nothing else', async (t) => {
+  const dir = await tempDir(t)
+  const rotated = ['requests.3.log', 'requests.2026-01-01.1.log', 'ai-requests/ai-requests.2026-01-01.2.log', 'errors/errors.7.log', 'old/server-stats.2025-12-31.4.log']
+  const others = ['errors/notes.txt', 'notes.log', 'requests.log.bak', 'my-requests.1.log', 'errors/errors.final.log', 'requests.2026-01-01.log']
+  const recent = 'requests.4.log'
+  const monthAgo = new Date(Date.now() - 30 * DAY_MS)
+  for (const file of [...rotated, ...others, recent]) {
+    await mkdir(join(dir, file, '..'), { recursive: true })
+    await writeFile(join(dir, file), '{}\n')
+    if (file !== recent) await utimes(join(dir, file), monthAgo, monthAgo)
+  }
+  const files = await createLogFiles({ dir, maxSize: '10m', retentionDays: 7 })
+  t.teardown(() => files.close())
+  t.equal(await files.prune(), rotated.length)
+  const left = await readdir(dir, { recursive: true })
+  for (const file of rotated) t.notOk(left.includes(file), `${file} is deleted`)
+  for (const file of [...others, recent]) t.ok(left.includes(file), `${file} is kept`)
+})
