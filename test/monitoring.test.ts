@@ -232,6 +232,21 @@ t.test('STATS_TOKEN protects /api/stats and /metrics', async (t) => {
   t.equal((await app.inject('/')).statusCode, 200)
 })
 
+t.test('wrong STATS_TOKEN guesses count against the general limit on every stats route; the right token on /metrics never does', async (t) => {
+  const app = await buildTestApp(t, { STATS_TOKEN: 's3cret-token', RATE_LIMIT_MAX: 3 })
+  const guess = (url: string) => app.inject({ url, headers: { authorization: 'Bearer guess' } })
+  const statuses = [await guess('/metrics'), await guess('/metrics'), await guess('/api/stats'), await guess('/metrics'), await guess('/metrics')]
+    .map((response) => response.statusCode)
+  t.same(statuses, [401, 401, 401, 429, 429], 'the fourth guess is refused, on /metrics as on /api/stats')
+  const refused = await guess('/metrics')
+  t.match(refused.json(), { code: 'RATE_LIMITED', statusCode: 429 })
+  t.ok(Number(refused.headers['retry-after']) > 0)
+  for (let i = 0; i < 10; i++) {
+    const scrape = await app.inject({ url: '/metrics', headers: { authorization: 'Bearer s3cret-token' } })
+    t.equal(scrape.statusCode, 200, `scrape ${i + 1} with the token, after the budget is spent`)
+  }
+})
+
 t.test('without STATS_TOKEN the figures are open', async (t) => {
   const app = await buildTestApp(t)
   t.equal((await app.inject('/api/stats')).statusCode, 200)
