@@ -71,9 +71,9 @@ export async function waitForLogLine (logDir: string, name: string, predicate: (
 }
 
 /** Polls `predicate` until it holds (for effects that land asynchronously, like a socket's close). */
-export async function until (predicate: () => boolean, timeoutMs = 5000, what = 'the condition'): Promise<void> {
+export async function until (predicate: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'the condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await sleep(10)
   }
