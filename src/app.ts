@@ -19,12 +19,18 @@ import rootRoutes from './routes/root.js'
 import sessionRoutes from './routes/sessions.js'
 import statsRoutes from './routes/stats.js'
 import { serverOptions } from './server-options.js'
+import type { SessionStore } from './services/sessions/store.js'
+
+export interface BuildOptions {
+  /** The session store to use instead of an in-memory one. */
+  sessionStore?: SessionStore
+}
 
 /**
  * Builds the whole application from a validated config. Never listens:
  * src/server.ts does that, and tests build exactly this app.
  */
-export async function buildApp (config: Config, logger: Logger) {
+export async function buildApp (config: Config, logger: Logger, options: BuildOptions = {}) {
   const app = Fastify(serverOptions(config, logger)).withTypeProvider<TypeBoxTypeProvider>()
 
   // Order matters (SPEC: configuration, logging, security, rate limits,
@@ -46,7 +52,7 @@ export async function buildApp (config: Config, logger: Logger) {
   await app.register(rateLimitPlugin)
   await app.register(metricsPlugin)
   await app.register(aiPlugin)
-  await app.register(sessionsPlugin)
+  await app.register(sessionsPlugin, { store: options.sessionStore })
   await app.register(websocketPlugin)
 
   await app.register(rootRoutes)
