@@ -7,7 +7,7 @@ import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { blockedReply, greetingFallback, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { AiUnavailableError, createAiService, type AiServiceOptions } from '../src/services/ai/service.js'
 import { apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini, type FakeGemini } from './fake-gemini.js'
-import { until } from './helper.js'
+import { persona, until } from './helper.js'
 
 /*
  * The AI service without Fastify, talking through the real SDK to the fake
@@ -15,7 +15,6 @@ import { until } from './helper.js'
  * clock instead of sleeping; only per-attempt timeouts are real (and short).
  */
 
-const persona = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
 const PER_DAY = 'GenerateRequestsPerDayPerProjectPerModel-FreeTier'
 
 function setup (fake: FakeGemini | undefined, options: Partial<AiServiceOptions> = {}) {

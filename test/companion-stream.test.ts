@@ -3,15 +3,13 @@ import { request, type IncomingMessage } from 'node:http'
 import t, { type Test } from 'tap'
 import { blockedReply, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, startFakeGemini } from './fake-gemini.js'
-import { readLog, startServer, until, waitForLogLine } from './helper.js'
+import { ISO, persona as companionConfig, readLog, startServer, until, waitForLogLine } from './helper.js'
 
 /*
  * SPEC §2.2 streaming and §4.3 "the upstream call is aborted when the client
  * goes away": a listening server, real fetch clients.
  */
 
-const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const UNAVAILABLE = 'The AI companion is temporarily unavailable'
 
 const postJson = (url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>

@@ -4,12 +4,10 @@ import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { blockedReply, greetingFallback, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini } from './fake-gemini.js'
-import { buildTestApp, waitForLogLine } from './helper.js'
+import { buildTestApp, ISO, persona as companionConfig, waitForLogLine } from './helper.js'
 
 /* SPEC §2.1–2.2 and §4 through the whole app: inject for HTTP, the real SDK against the fake Gemini. */
 
-const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
 const UNAVAILABLE = 'The AI companion is temporarily unavailable'
 
@@ -293,7 +291,7 @@ t.test('logs: one ai-requests line per AI call; no persona or message text in an
   t.match(lines[2], { result: 'blocked', errorCode: 'PROMPT_BLOCKED_SAFETY' })
 
   for (const name of ['requests', 'ai-requests', 'errors', 'server-stats']) {
-    const text = await readFile(join(dir, `${name}.log`), 'utf8').catch(() => '')
+    const text = await readFile(join(dir, `${name}.log`), 'utf8') // every log exists: a missing one would hide a leak check
     t.notMatch(text, /7f3a9c/, `${name}.log holds no persona, message, reply or upstream text`)
   }
 })

@@ -3,7 +3,7 @@ import type { App } from '../src/app.js'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { VERSION } from '../src/version.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
-import { buildAppWithLog, buildTestApp, readLog, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, persona as companionConfig, readLog, waitForLogLine } from './helper.js'
 
 /*
  * GET /health, /health/live and /health/ready through the whole app: the
@@ -144,7 +144,6 @@ t.test('a Gemini outage through the real AI routes: degraded but 200, circuit op
   const app = await buildTestApp(t, {
     GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: fake.url, AI_MAX_ATTEMPTS: 1, AI_RETRY_BASE_MS: 0, AI_RATE_LIMIT_MAX: 100
   })
-  const companionConfig = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
   for (let i = 0; i < 10; i++) {
     const response = await app.inject({ method: 'POST', url: '/api/ai-companion/initialize', payload: { companionConfig } })
     t.equal(response.statusCode, 503)

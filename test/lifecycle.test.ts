@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFakeGemini } from './fake-gemini.js'
-import { ROOT, buildTestApp, readLog, spawnServer } from './helper.js'
+import { buildTestApp, persona, readLog, ROOT, spawnServer } from './helper.js'
 
 const crashFixture = join(ROOT, 'test/fixtures/crash-after-start.mjs')
 
@@ -46,8 +46,6 @@ function get (url: string): Promise<{ status: number, body: string }> {
     }).on('error', reject).end()
   })
 }
-
-const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
 
 async function slowChat (t: Test, env: Record<string, string> = {}) {
   const fake = await startFakeGemini(t)

@@ -3,7 +3,7 @@ import t from 'tap'
 import type { App } from '../src/app.js'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
-import { buildAppWithLog, buildTestApp, readLog, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, persona, readLog, waitForLogLine } from './helper.js'
 
 /*
  * GET /api/stats, GET /metrics, STATS_TOKEN and the periodic stats log,
@@ -14,8 +14,6 @@ const addTestRoutes = (app: App) => {
   app.get('/test/boom', async () => { throw new Error('secret internal detail at /srv/app.js:1') })
   app.get('/test/ok', async () => ({ ok: true }))
 }
-
-const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
 
 const outcome = (result: AiOutcome['result'], latencyMs: number): AiOutcome =>
   ({ operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs })
