@@ -1,9 +1,8 @@
 import { once } from 'node:events'
-import { request, type IncomingMessage } from 'node:http'
 import t, { type Test } from 'tap'
 import { blockedReply, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, startFakeGemini } from './fake-gemini.js'
-import { ISO, persona as companionConfig, readLog, startServer, until, waitForLogLine } from './helper.js'
+import { ISO, persona as companionConfig, rawPost, readLog, startServer, until, waitForLogLine } from './helper.js'
 
 /*
  * SPEC §2.2 streaming and §4.3 "the upstream call is aborted when the client
@@ -104,19 +103,6 @@ t.test('SSE in offline mode: the canned reply as one chunk', async (t) => {
   t.same(events[0].data, { text: offlineReply(companionConfig, 'hello!') })
   t.match(events[1].data, { message: offlineReply(companionConfig, 'hello!'), fallback: true })
 })
-
-/**
- * A raw POST without keep-alive, so that destroying it is exactly one socket
- * closing (an aborted fetch makes undici open a spare idle connection).
- */
-function rawPost (url: string, body: unknown, headers: Record<string, string> = {}) {
-  const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } })
-  req.on('error', () => {}) // destroyed on purpose
-  req.end(JSON.stringify(body))
-  const response = once(req, 'response').then(([response]) => response as IncomingMessage)
-  response.catch(() => {}) // not awaited when the test destroys the request first
-  return { req, response }
-}
 
 t.test('a client that goes away aborts the upstream call (JSON and SSE) and frees its slot; it is no AI failure', async (t) => {
   const { fake, app, url, sessionId, chatUrl } = await setup(t, { AI_MAX_CONCURRENCY: 1 })

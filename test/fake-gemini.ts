@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Config } from '../src/config.js'
+import { NO_LIMITS } from './helper.js'
 
 /*
  * A fake Gemini API on 127.0.0.1:0 speaking the REST dialect @google/genai
@@ -194,9 +195,7 @@ export function aiEnv (fake: FakeGemini, overrides: EnvOverrides = {}): EnvOverr
     GEMINI_BASE_URL: fake.url,
     AI_RETRY_BASE_MS: 10,
     AI_TIMEOUT_MS: 3000,
-    RATE_LIMIT_MAX: 100000,
-    AI_RATE_LIMIT_MAX: 100000,
-    SLOW_DOWN_AFTER: 100000,
+    ...NO_LIMITS,
     ...overrides
   }
 }

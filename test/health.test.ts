@@ -1,19 +1,14 @@
 import t from 'tap'
-import type { App } from '../src/app.js'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { VERSION } from '../src/version.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
-import { buildAppWithLog, buildTestApp, persona as companionConfig, readLog, waitForLogLine } from './helper.js'
+import { addBoomRoute, buildAppWithLog, buildTestApp, persona as companionConfig, readLog, waitForLogLine } from './helper.js'
 
 /*
  * GET /health, /health/live and /health/ready through the whole app: the
  * SPEC §8 shape, 503 only for what takes an instance out of rotation,
  * "degraded" but 200 for high error and AI failure rates.
  */
-
-const addFailingRoute = (app: App) => {
-  app.get('/test/boom', async () => { throw new Error('boom') })
-}
 
 const failed: AiOutcome = { operation: 'chat', model: 'gemini-2.5-flash', streamed: false, result: 'failed', attempts: 3, latencyMs: 50, errorCode: 'AI_UNAVAILABLE' }
 
@@ -116,7 +111,7 @@ t.test('a flood of 4xx is not an error rate: healthy, 200', async (t) => {
 })
 
 t.test('a high 5xx rate: degraded but 200', async (t) => {
-  const { app } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addFailingRoute)
+  const { app } = await buildAppWithLog(t, { LOG_LEVEL: 'silent' }, addBoomRoute)
   for (let i = 0; i < 10; i++) await app.inject('/')
   for (let i = 0; i < 3; i++) t.equal((await app.inject('/test/boom')).statusCode, 500)
   const response = await app.inject('/health')

@@ -2,16 +2,14 @@ import { Type } from '@sinclair/typebox'
 import { ApiError } from '@google/genai'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import { buildTestApp, startServer, waitForLogLine } from './helper.js'
+import { addBoomRoute, BOOM_MESSAGE, buildTestApp, startServer, waitForLogLine } from './helper.js'
 
 // Test-only routes: one that validates a JSON body, one that fails.
 function echoAndBoom (app: App) {
   app.post('/test/echo', {
     schema: { body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 5 }), nested: Type.Optional(Type.Object({ count: Type.Integer() })) }) }
   }, async (request) => request.body)
-  app.get('/test/boom', async () => {
-    throw new Error('secret internal detail at /srv/app/db.js')
-  })
+  addBoomRoute(app)
   // What the Gemini SDK throws: Google's raw JSON as the message, `status` not `statusCode`.
   app.get('/test/upstream', async () => {
     throw new ApiError({ status: 400, message: '{"error":{"code":400,"message":"API key not valid: AIza-secret","status":"INVALID_ARGUMENT"}}' })
@@ -89,7 +87,7 @@ t.test('a 5xx shows nothing internal to the client and is logged to errors.log w
     ip: '127.0.0.1',
     statusCode: 500,
     code: 'INTERNAL_ERROR',
-    err: { type: 'Error', message: 'secret internal detail at /srv/app/db.js', stack: /at / }
+    err: { type: 'Error', message: BOOM_MESSAGE, stack: /at / }
   })
   t.match(line.time, /^\d{4}-\d\d-\d\dT/)
   t.notMatch(JSON.stringify(line), /sekrit/)

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { App } from '../src/app.js'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
-import { buildAppWithLog, readLog, until } from './helper.js'
+import { addBoomRoute, buildAppWithLog, NO_LIMITS, readLog, until } from './helper.js'
 import { TestClient } from './ws-client.js'
 
 /*
@@ -22,7 +22,7 @@ const outcome = (result: AiOutcome['result']): AiOutcome =>
   ({ operation: 'greeting', model: 'gemini-2.5-flash', streamed: false, result, attempts: 1, latencyMs: 10 })
 
 const addTestRoutes = (app: App) => {
-  app.get('/test/boom', async () => { throw new Error('boom') })
+  addBoomRoute(app)
   app.get('/test/slow', async () => {
     await sleep(60)
     return { ok: true }
@@ -30,7 +30,7 @@ const addTestRoutes = (app: App) => {
 }
 
 // Unknown and test routes count against the general limits; keep them out of the way.
-const roomy = { SLOW_DOWN_AFTER: 1000, RATE_LIMIT_MAX: 1000 }
+const roomy = NO_LIMITS
 
 t.test('error rate: one line when it starts, one when it clears', async (t) => {
   const { app, stdout } = await buildAppWithLog(t, roomy, addTestRoutes)

@@ -3,7 +3,7 @@ import t from 'tap'
 import type { App } from '../src/app.js'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
-import { buildAppWithLog, buildTestApp, persona, readLog, waitForLogLine } from './helper.js'
+import { addBoomRoute, buildAppWithLog, buildTestApp, persona, readLog, waitForLogLine } from './helper.js'
 
 /*
  * GET /api/stats, GET /metrics, STATS_TOKEN and the periodic stats log,
@@ -11,7 +11,7 @@ import { buildAppWithLog, buildTestApp, persona, readLog, waitForLogLine } from 
  */
 
 const addTestRoutes = (app: App) => {
-  app.get('/test/boom', async () => { throw new Error('secret internal detail at /srv/app.js:1') })
+  addBoomRoute(app)
   app.get('/test/ok', async () => ({ ok: true }))
 }
 

@@ -2,13 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
-import { buildTestApp, ISO, persona as companionConfig, startServer, until } from './helper.js'
+import { buildTestApp, ISO, NO_LIMITS, persona as companionConfig, startServer, until } from './helper.js'
 import { TestClient } from './ws-client.js'
 
 /* SPEC §2.3 GET/DELETE /api/sessions/:id for both kinds, and §9 expiry of the in-memory store. */
 
 const ID_ERROR = { error: 'id must be 1–128 characters of A–Z, a–z, 0–9, _ or -', code: 'VALIDATION_ERROR', statusCode: 400 }
-const limits = { RATE_LIMIT_MAX: 100000, SLOW_DOWN_AFTER: 100000, AI_RATE_LIMIT_MAX: 100000 }
+const limits = NO_LIMITS
 
 const notFound = (sessionId: string) =>
   ({ sessionId, isActive: false, participantCount: 0, error: 'Session not found or expired', code: 'SESSION_NOT_FOUND', statusCode: 404 })
