@@ -1,8 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import { VERSION } from '../src/version.js'
 import { apiError, startFakeGemini } from './fake-gemini.js'
-import { addBoomRoute, buildAppWithLog, buildTestApp, persona as companionConfig, readLog, waitForLogLine } from './helper.js'
+import { addBoomRoute, buildAppWithLog, buildTestApp, persona as companionConfig, readLog, until, waitForLogLine } from './helper.js'
 
 /*
  * GET /health, /health/live and /health/ready through the whole app: the
@@ -75,6 +76,37 @@ t.test('memory at the limit: 503 unhealthy on /health only, every other route st
   const started = (await readLog(config.LOG_DIR, 'errors')).filter((line) => line.msg === 'alert started: memoryLimit')
   t.equal(started.length, 1)
   t.match(started[0], { level: 'error', alert: { name: 'memoryLimit', level: 'critical', threshold: 1 } })
+})
+
+/** Blocks this process's event loop (the app's too: it runs here) for `ms`, as a runaway handler would. */
+function blockEventLoop (ms: number): void {
+  const end = Date.now() + ms
+  while (Date.now() < end) { /* busy */ }
+}
+
+t.test('a real event-loop stall: /health 503 unhealthy, logged as critical, healthy again after', async (t) => {
+  const { app, config } = await buildAppWithLog(t)
+  t.equal((await app.inject('/health')).statusCode, 200)
+  // Each turn of the loop takes 1.3 s, over the 1 s stall threshold, so every
+  // 1 s sample of the loop's delay sees a stall; the short timer between
+  // blocks lets the sampling timers run.
+  let stalled: Awaited<ReturnType<typeof app.inject>> | undefined
+  const deadline = Date.now() + 20_000
+  while (stalled === undefined && Date.now() < deadline) {
+    blockEventLoop(1300)
+    await sleep(1)
+    const response = await app.inject('/health')
+    if (response.statusCode === 503) stalled = response
+  }
+  t.ok(stalled, 'a 503 within 20 s of stalling')
+  t.equal(stalled?.json().status, 'unhealthy')
+  t.same(stalled?.json().checks, { ...healthyChecks, eventLoopStalled: true })
+  t.match(stalled?.json().alerts, [{ name: 'eventLoopStalled', level: 'critical', threshold: 1000 }])
+  t.equal((await app.inject('/health/live')).statusCode, 200, 'liveness: the process still answers')
+
+  await until(async () => (await app.inject('/health')).statusCode === 200, 10_000, 'the instance to recover')
+  t.match(await waitForLogLine(config.LOG_DIR, 'errors', (line) => line.msg === 'alert started: eventLoopStalled'),
+    { level: 'error', alert: { name: 'eventLoopStalled', level: 'critical' } })
 })
 
 t.test('memory over the warning level only: degraded, 200', async (t) => {
