@@ -22,7 +22,7 @@ import { serverOptions } from './server-options.js'
 import type { SessionStore } from './services/sessions/store.js'
 
 export interface BuildOptions {
-  /** The session store to use instead of an in-memory one. */
+  /** A session store to use instead of the one the config selects (its creator closes it). */
   sessionStore?: SessionStore
 }
 

@@ -35,6 +35,7 @@ const UNAVAILABLE = { error: 'Session storage is temporarily unavailable', code:
 
 t.test('a failing session store: 503 STORE_UNAVAILABLE on HTTP, an error event on WebSocket, recovery after', async (t) => {
   const store = new OutageStore()
+  t.teardown(() => store.close()) // ours: the app does not close a store it was given
   const { app, url } = await startServer(t, NO_LIMITS, undefined, { sessionStore: store })
   t.equal(app.sessions, store, 'the app uses the given store')
   const post = (path: string, body: unknown) =>

@@ -8,21 +8,11 @@ declare module 'fastify' {
 }
 
 export interface SessionsPluginOptions {
-  /** Used (and closed with the app) instead of an in-memory store. */
+  /** Used instead of a store of its own; whoever made it closes it. */
   store?: SessionStore
 }
 
-/** The session store shared by the companion routes and the WebSocket chat. */
-export default fp<SessionsPluginOptions>(async (app, options) => {
-  if (app.config.REDIS_URL !== undefined) {
-    // Honest about the gap rather than silently pretending to share state.
-    app.log.warn('REDIS_URL is set but the Redis store is not implemented yet: sessions stay in this instance\'s memory')
-  }
-  const sessions = options.store ?? memoryStore(app)
-  app.decorate('sessions', sessions)
-  app.addHook('onClose', async () => sessions.close())
-}, { name: 'sessions', dependencies: ['config'] })
-
+/** In this instance's memory, bounded by SESSION_MEMORY_MB, with eviction warned about once. */
 function memoryStore (app: FastifyInstance): SessionStore {
   const { SESSION_MEMORY_MB } = app.config
   let warned = false
@@ -38,3 +28,14 @@ function memoryStore (app: FastifyInstance): SessionStore {
     }
   })
 }
+
+/** The session store shared by the companion routes and the WebSocket chat. */
+export default fp<SessionsPluginOptions>(async (app, options) => {
+  if (app.config.REDIS_URL !== undefined) {
+    // Honest about the gap rather than silently pretending to share state.
+    app.log.warn('REDIS_URL is set but the Redis store is not implemented yet: sessions stay in this instance\'s memory')
+  }
+  const sessions = options.store ?? memoryStore(app)
+  app.decorate('sessions', sessions)
+  if (options.store === undefined) app.addHook('onClose', async () => sessions.close())
+}, { name: 'sessions', dependencies: ['config'] })
