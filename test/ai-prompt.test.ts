@@ -2,10 +2,9 @@ import t, { type Test } from 'tap'
 import { blockedReply, greetingFallback, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { cleanPersona, conversation, GREETING_REQUEST, systemInstruction } from '../src/services/ai/prompt.js'
 import type { ChatTurn } from '../src/services/sessions/store.js'
+import { persona } from './helper.js'
 
 /* SPEC §4.1–4.2: the persona as a delimited data block, the policy after it, turns that alternate. */
-
-const persona = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
 
 /** The JSON line between the persona markers. */
 function personaBlock (t: Test, instruction: string): Record<string, string> {

@@ -9,7 +9,7 @@ import { createGeminiProvider } from '../src/services/ai/providers/gemini.js'
 import { createOfflineProvider } from '../src/services/ai/providers/offline.js'
 import { AiUnavailableError, createAiService, type AiServiceOptions } from '../src/services/ai/service.js'
 import { apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini, type FakeGemini } from './fake-gemini.js'
-import { until } from './helper.js'
+import { persona, until } from './helper.js'
 
 /*
  * The AI service without Fastify, talking through the real SDK to the fake
@@ -17,7 +17,6 @@ import { until } from './helper.js'
  * clock instead of sleeping; only per-attempt timeouts are real (and short).
  */
 
-const persona = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
 const PER_DAY = 'GenerateRequestsPerDayPerProjectPerModel-FreeTier'
 
 const gemini = (baseUrl: string | undefined) => createGeminiProvider({

@@ -1,8 +1,7 @@
-import { request } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { aiEnv, startFakeGemini } from './fake-gemini.js'
-import { readLog, startServer } from './helper.js'
+import { persona as companionConfig, rawPost, readLog, startServer } from './helper.js'
 
 /*
  * SPEC §7 "no log line is lost on graceful shutdown": AI calls still running
@@ -10,14 +9,6 @@ import { readLog, startServer } from './helper.js'
  * SHUTDOWN_TIMEOUT_MS) are aborted, and their ai-requests.log lines are
  * written before the log files close. A listening app and a raw client.
  */
-
-const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
-
-function rawPost (url: string, body: unknown, headers: Record<string, string> = {}) {
-  const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } })
-  req.on('error', () => {}) // the server cuts the connection on purpose
-  req.end(JSON.stringify(body))
-}
 
 t.test('a drain cut short: the aborted AI calls still get their ai-requests.log lines', async (t) => {
   const fake = await startFakeGemini(t)

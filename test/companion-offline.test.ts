@@ -1,12 +1,11 @@
 import t from 'tap'
 import { greetingFallback, offlineReply } from '../src/services/ai/fallbacks.js'
-import { buildAppWithLog, buildTestApp, spawnServer, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, ISO, spawnServer, waitForLogLine } from './helper.js'
 
 /* SPEC §4.6: no GEMINI_API_KEY → a working companion with canned replies, said loudly at startup. */
 
 const companionConfig = { name: 'Mika', personality: 'calm', identity: 'a penpal', role: 'friend' }
 const persona = { ...companionConfig, gender: '' }
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 
 t.test('offline mode answers 200 with persona-aware canned replies', async (t) => {
   const app = await buildTestApp(t, { GEMINI_API_KEY: '' })

@@ -4,8 +4,8 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { blockedReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { openAiEnv, OPENAI_MODEL, OPENAI_REPLY, openAiError, startFakeOpenAi } from './fake-openai.js'
-import { readLog, startServer, until, waitForLogLine } from './helper.js'
-import { parseEvents, postJson, rawPost, SSE } from './http-client.js'
+import { rawPost, readLog, startServer, until, waitForLogLine } from './helper.js'
+import { parseEvents, postJson, SSE } from './http-client.js'
 
 /*
  * SPEC §4.9: the OpenAI-compatible provider through the whole app and the

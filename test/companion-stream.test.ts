@@ -2,16 +2,14 @@ import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import { blockedReply, offlineReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, startFakeGemini } from './fake-gemini.js'
-import { readLog, startServer, until, waitForLogLine } from './helper.js'
-import { parseEvents, postJson, rawPost, SSE } from './http-client.js'
+import { ISO, persona as companionConfig, rawPost, readLog, startServer, until, waitForLogLine } from './helper.js'
+import { parseEvents, postJson, SSE } from './http-client.js'
 
 /*
  * SPEC §2.2 streaming and §4.3 "the upstream call is aborted when the client
  * goes away": a listening server, real fetch clients.
  */
 
-const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const UNAVAILABLE = 'The AI companion is temporarily unavailable'
 
 async function setup (t: Test, env: Parameters<typeof aiEnv>[1] = {}) {

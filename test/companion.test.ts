@@ -4,12 +4,10 @@ import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { blockedReply, greetingFallback, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { aiEnv, apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini } from './fake-gemini.js'
-import { buildAppWithLog, buildTestApp, waitForLogLine } from './helper.js'
+import { buildAppWithLog, buildTestApp, ISO, persona as companionConfig, until, waitForLogLine } from './helper.js'
 
 /* SPEC §2.1–2.2 and §4 through the whole app: inject for HTTP, the real SDK against the fake Gemini. */
 
-const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
 const UNAVAILABLE = 'The AI companion is temporarily unavailable'
 
@@ -258,10 +256,11 @@ t.test('a hung upstream is cut by AI_TIMEOUT_MS on every attempt', async (t) => 
   const started = Date.now()
   const response = await chat(app, { message: 'hi', companionConfig })
   t.equal(response.statusCode, 503)
-  t.ok(Date.now() - started >= 400)
+  t.ok(Date.now() - started >= 380, 'two 200 ms attempts (a margin for early timers)')
   const line = await waitForLogLine(app.config.LOG_DIR, 'ai-requests', () => true)
   t.match(line, { operation: 'chat', result: 'failed', attempts: 2, errorCode: 'TIMEOUT', streamed: false })
-  t.same(fake.requests.map((request) => request.abandoned), [true, true])
+  // The fake sees each abort when the socket closes, which may come after the 503.
+  await until(() => fake.requests.length === 2 && fake.requests.every((request) => request.abandoned), 5000, 'both upstream calls to be aborted')
 })
 
 t.test('logs: one ai-requests line per AI call; no persona or message text in any log file', async (t) => {
@@ -293,7 +292,7 @@ t.test('logs: one ai-requests line per AI call; no persona or message text in an
   t.match(lines[2], { success: true, result: 'blocked', errorCode: 'PROMPT_BLOCKED_SAFETY' }, 'a withheld reply is the model\'s own: success')
 
   for (const name of ['requests', 'ai-requests', 'errors', 'server-stats']) {
-    const text = await readFile(join(dir, `${name}.log`), 'utf8').catch(() => '')
+    const text = await readFile(join(dir, `${name}.log`), 'utf8') // every log exists: a missing one would hide a leak check
     t.notMatch(text, /7f3a9c/, `${name}.log holds no persona, message, reply or upstream text`)
   }
 })

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Config } from '../src/config.js'
+import { NO_LIMITS } from './helper.js'
 
 /*
  * What the fake upstream APIs (fake-gemini.ts, fake-openai.ts) share: a
@@ -119,7 +120,5 @@ export type EnvOverrides = Partial<Record<keyof Config, string | number>>
 export const FAST_AI_ENV: EnvOverrides = {
   AI_RETRY_BASE_MS: 10,
   AI_TIMEOUT_MS: 3000,
-  RATE_LIMIT_MAX: 100000,
-  AI_RATE_LIMIT_MAX: 100000,
-  SLOW_DOWN_AFTER: 100000
+  ...NO_LIMITS
 }

@@ -1,7 +1,4 @@
-import { once } from 'node:events'
-import { request, type IncomingMessage } from 'node:http'
-
-/* HTTP clients of the AI routes for tests against a listening server: JSON, Server-Sent Events, a raw request to hang up on. */
+/* HTTP clients of the AI routes for tests against a listening server: JSON and Server-Sent Events (a raw request to hang up on: helper.ts rawPost). */
 
 export const postJson = (url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal })
@@ -15,17 +12,4 @@ export function parseEvents (text: string): Array<{ event: string, data: any }> 
     if (!eventLine.startsWith('event: ') || !dataLine.startsWith('data: ') || rest.length > 0) throw new Error(`bad frame: ${frame}`)
     return { event: eventLine.slice(7), data: JSON.parse(dataLine.slice(6)) }
   })
-}
-
-/**
- * A raw POST without keep-alive, so that destroying it is exactly one socket
- * closing (an aborted fetch makes undici open a spare idle connection).
- */
-export function rawPost (url: string, body: unknown, headers: Record<string, string> = {}) {
-  const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } })
-  req.on('error', () => {}) // destroyed on purpose
-  req.end(JSON.stringify(body))
-  const response = once(req, 'response').then(([response]) => response as IncomingMessage)
-  response.catch(() => {}) // not awaited when the test destroys the request first
-  return { req, response }
 }

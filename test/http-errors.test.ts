@@ -1,17 +1,16 @@
 import { Type } from '@sinclair/typebox'
 import { ApiError } from '@google/genai'
+import { connect } from 'node:net'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import { buildTestApp, startServer, waitForLogLine } from './helper.js'
+import { addBoomRoute, BOOM_MESSAGE, buildTestApp, startServer, until, waitForLogLine } from './helper.js'
 
 // Test-only routes: one that validates a JSON body, one that fails.
 function echoAndBoom (app: App) {
   app.post('/test/echo', {
     schema: { body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 5 }), nested: Type.Optional(Type.Object({ count: Type.Integer() })) }) }
   }, async (request) => request.body)
-  app.get('/test/boom', async () => {
-    throw new Error('secret internal detail at /srv/app/db.js')
-  })
+  addBoomRoute(app)
   // What the Gemini SDK throws: Google's raw JSON as the message, `status` not `statusCode`.
   app.get('/test/upstream', async () => {
     throw new ApiError({ status: 400, message: '{"error":{"code":400,"message":"API key not valid: AIza-secret","status":"INVALID_ARGUMENT"}}' })
@@ -89,7 +88,7 @@ t.test('a 5xx shows nothing internal to the client and is logged to errors.log w
     ip: '127.0.0.1',
     statusCode: 500,
     code: 'INTERNAL_ERROR',
-    err: { type: 'Error', message: 'secret internal detail at /srv/app/db.js', stack: /at / }
+    err: { type: 'Error', message: BOOM_MESSAGE, stack: /at / }
   })
   t.match(line.time, /^\d{4}-\d\d-\d\dT/)
   t.notMatch(JSON.stringify(line), /sekrit/)
@@ -120,7 +119,25 @@ t.test('a library error (the Gemini SDK\'s ApiError) never reaches the client as
 })
 
 t.test('the server gets the configured keep-alive and request timeouts', async (t) => {
-  const { app } = await startServer(t, { KEEP_ALIVE_TIMEOUT_MS: 72000, REQUEST_TIMEOUT_MS: 30000 })
-  t.equal(app.server.keepAliveTimeout, 72000)
-  t.equal(app.server.requestTimeout, 30000)
+  // Neither Node's, Fastify's nor our defaults, so only the settings can explain them.
+  const { app } = await startServer(t, { KEEP_ALIVE_TIMEOUT_MS: 61_234, REQUEST_TIMEOUT_MS: 23_456 })
+  t.equal(app.server.keepAliveTimeout, 61_234)
+  t.equal(app.server.requestTimeout, 23_456)
+})
+
+t.test('KEEP_ALIVE_TIMEOUT_MS closes an idle kept-alive connection, not before', async (t) => {
+  const { port } = await startServer(t, { KEEP_ALIVE_TIMEOUT_MS: 1000 })
+  const socket = connect(port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  let received = ''
+  socket.setEncoding('utf8').on('data', (chunk: string) => { received += chunk })
+  let closedAt = 0
+  socket.on('close', () => { closedAt = Date.now() })
+  socket.write('GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n')
+  await until(() => received.includes('{"status":"ok"}'), 5000, 'the answer')
+  const idleSince = Date.now()
+  t.match(received, /connection: keep-alive/i)
+  // Far sooner than the 72 s default; a margin below for a timer that fires early.
+  await until(() => closedAt > 0, 30_000, 'the server to close the idle connection')
+  t.ok(closedAt - idleSince >= 900, `closed after ${closedAt - idleSince} ms idle`)
 })

@@ -1,9 +1,8 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFakeGemini } from './fake-gemini.js'
-import { ROOT, buildTestApp, readLog, spawnServer } from './helper.js'
+import { buildTestApp, persona, rawRequest, readLog, ROOT, spawnServer } from './helper.js'
 
 const crashFixture = join(ROOT, 'test/fixtures/crash-after-start.mjs')
 
@@ -36,19 +35,6 @@ t.test('SIGTERM with nothing in flight: exit 0 promptly, logs flushed', async (t
   t.match(server.stdout(), /shutdown complete/)
 })
 
-/** A GET on a new connection each time (fetch would reuse a pooled one). */
-function get (url: string): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest(url, { agent: false }, (response) => {
-      let body = ''
-      response.setEncoding('utf8').on('data', (chunk: string) => { body += chunk })
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }))
-    }).on('error', reject).end()
-  })
-}
-
-const persona = { name: 'Ava', personality: 'warm', identity: 'a partner', gender: 'female', role: 'girlfriend' }
-
 async function slowChat (t: Test, env: Record<string, string> = {}) {
   const fake = await startFakeGemini(t)
   fake.setDefault({ text: 'Finished after a while.', delayMs: 1500 })
@@ -66,15 +52,15 @@ async function slowChat (t: Test, env: Record<string, string> = {}) {
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`${signal} drains a slow in-flight AI request: readiness 503 at once, 200 delivered, exit 0, log lines written`, async (t) => {
     const { server, url, inFlight } = await slowChat(t)
-    t.equal((await get(`${url}/health/ready`)).status, 200)
+    t.equal((await rawRequest(`${url}/health/ready`)).status, 200)
     server.child.kill(signal)
     // Idle kept-alive connections are closed and the listener stops at once
     // (readiness 503 on a busy connection is tested in test/health.test.ts).
     const deadline = Date.now() + 3000
-    let probe: unknown = await get(`${url}/health/ready`).catch((error: NodeJS.ErrnoException) => error.code)
+    let probe: unknown = await rawRequest(`${url}/health/ready`).catch((error: NodeJS.ErrnoException) => error.code)
     while (probe !== 'ECONNREFUSED' && Date.now() < deadline) {
       await sleep(20)
-      probe = await get(`${url}/health/ready`).catch((error: NodeJS.ErrnoException) => error.code)
+      probe = await rawRequest(`${url}/health/ready`).catch((error: NodeJS.ErrnoException) => error.code)
     }
     t.equal(probe, 'ECONNREFUSED', 'no new connections are accepted while draining')
 

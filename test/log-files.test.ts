@@ -91,8 +91,8 @@ async function requestFiles (dir: string) {
 // while the newest lines were still in the old one.
 for (const round of [1, 2, 3]) {
   t.test(`size rotation under concurrent load, round ${round}: the link shows the newest line at once, nothing lost, no file over the size`, async (t) => {
-      // 300 connections at once from one address: over the default per-address cap (256).
-      const { app, url } = await startServer(t, { LOG_MAX_SIZE: '20k', HTTP_MAX_CONNECTIONS_PER_IP: 400 })
+    // 300 connections at once from one address: over the default per-address cap (256).
+    const { app, url } = await startServer(t, { LOG_MAX_SIZE: '20k', HTTP_MAX_CONNECTIONS_PER_IP: 400 })
     const dir = app.config.LOG_DIR
     const agents = Array.from({ length: 300 }, (_, i) => `load-${round}-${i}`)
     const responses = await Promise.all(agents.map((agent) => fetch(`${url}/health/live`, { headers: { 'user-agent': agent } })))
@@ -156,4 +156,23 @@ t.test('secrets are redacted wherever they appear in a logged object', async (t)
   t.same(line.req.headers, { authorization: '[redacted]', cookie: '[redacted]' })
   t.same(line.headers, { authorization: '[redacted]' })
   t.same(line.config, { GEMINI_API_KEY: '[redacted]' })
+})
+
+t.test('retention deletes rotated files of the four logs wherever they are in LOG_DIR, and nothing else', async (t) => {
+  const dir = await tempDir(t)
+  const rotated = ['requests.3.log', 'requests.2026-01-01.1.log', 'ai-requests/ai-requests.2026-01-01.2.log', 'errors/errors.7.log', 'old/server-stats.2025-12-31.4.log']
+  const others = ['errors/notes.txt', 'notes.log', 'requests.log.bak', 'my-requests.1.log', 'errors/errors.final.log', 'requests.2026-01-01.log']
+  const recent = 'requests.4.log'
+  const monthAgo = new Date(Date.now() - 30 * DAY_MS)
+  for (const file of [...rotated, ...others, recent]) {
+    await mkdir(join(dir, file, '..'), { recursive: true })
+    await writeFile(join(dir, file), '{}\n')
+    if (file !== recent) await utimes(join(dir, file), monthAgo, monthAgo)
+  }
+  const files = await createLogFiles({ dir, maxSize: '10m', retentionDays: 7 })
+  t.teardown(() => files.close())
+  t.equal(await files.prune(), rotated.length)
+  const left = await readdir(dir, { recursive: true })
+  for (const file of rotated) t.notOk(left.includes(file), `${file} is deleted`)
+  for (const file of [...others, recent]) t.ok(left.includes(file), `${file} is kept`)
 })

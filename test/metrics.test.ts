@@ -2,6 +2,7 @@ import t from 'tap'
 import type { AiOutcome } from '../src/services/ai/outcome.js'
 import type { Alert, AlertChange } from '../src/services/monitoring/alerts.js'
 import { createMetricsService, type ResourceFigures, type Thresholds } from '../src/services/monitoring/metrics.js'
+import { aiOutcome } from './helper.js'
 
 /*
  * The metrics service on its own: a fake clock and fake process figures, so
@@ -42,8 +43,7 @@ function setup (overrides: Partial<Thresholds> = {}) {
   }
 }
 
-const outcome = (result: AiOutcome['result'], latencyMs = 100): AiOutcome =>
-  ({ operation: 'chat', provider: 'gemini', model: 'gemini-2.5-flash', streamed: false, success: result === 'ok' || result === 'blocked', result, attempts: 1, latencyMs })
+const outcome = (result: AiOutcome['result'], latencyMs = 100) => aiOutcome(result, { latencyMs })
 
 t.test('counts requests by outcome, with exact nearest-rank percentiles', async (t) => {
   const { metrics } = setup()

@@ -2,7 +2,7 @@ import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHead
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { SERVICE_NAME, VERSION } from '../src/version.js'
-import { buildTestApp, startServer } from './helper.js'
+import { buildTestApp, persona as companionConfig, startServer } from './helper.js'
 
 /*
  * SPEC §5 rate limits through the whole app. The slow-down is switched off
@@ -109,7 +109,6 @@ t.test('defaults: the 11th AI request in a minute is refused; AI requests also c
 
 t.test('the companion routes opt into the AI limit and share one AI budget', async (t) => {
   const app = await buildTestApp(t, { ...NO_DELAY, AI_RATE_LIMIT_MAX: 3 }) // no GEMINI_API_KEY: offline replies
-  const companionConfig = { name: 'Ava', personality: 'warm', identity: 'a partner far away', role: 'girlfriend' }
   const post = (url: string, payload: object) =>
     app.inject({ method: 'POST', url, payload, remoteAddress: '203.0.113.1' })
   const since = Date.now()

@@ -2,14 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { App } from '../src/app.js'
 import { createMemorySessionStore } from '../src/services/sessions/memory-store.js'
-import { buildTestApp } from './helper.js'
+import { buildTestApp, ISO, NO_LIMITS, persona as companionConfig, startServer, until } from './helper.js'
+import { TestClient } from './ws-client.js'
 
 /* SPEC §2.3 GET/DELETE /api/sessions/:id for both kinds, and §9 expiry of the in-memory store. */
 
-const companionConfig = { name: 'Ava', personality: 'warm, playful', identity: 'a long-distance partner', gender: 'female', role: 'girlfriend' }
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const ID_ERROR = { error: 'id must be 1–128 characters of A–Z, a–z, 0–9, _ or -', code: 'VALIDATION_ERROR', statusCode: 400 }
-const limits = { RATE_LIMIT_MAX: 100000, SLOW_DOWN_AFTER: 100000, AI_RATE_LIMIT_MAX: 100000 }
+const limits = NO_LIMITS
 
 const notFound = (sessionId: string) =>
   ({ sessionId, isActive: false, participantCount: 0, error: 'Session not found or expired', code: 'SESSION_NOT_FOUND', statusCode: 404 })
@@ -65,9 +64,31 @@ t.test('GET a multiplayer session: participants by name, never message text', as
     messageCount: 1,
     createdAt: ISO,
     lastActivity: ISO,
-    expiresAt: ISO
+    expiresAt: null
   })
   t.notMatch(response.body, 'private')
+})
+
+t.test('expiresAt: null while people are connected to a multiplayer session, last activity + TTL once it is empty', async (t) => {
+  const { url } = await startServer(t, limits)
+  const sam = await TestClient.connect(t, url)
+  await sam.join('room_live', 'Sam')
+  const live = await fetch(`${url}/api/sessions/room_live`)
+  t.equal(live.status, 200)
+  t.match(await live.json(), { participantCount: 1, participants: ['Sam'], expiresAt: null }, 'it does not expire while anyone is in it')
+
+  sam.ws.close()
+  await sam.closed
+  let body: Record<string, any> = {}
+  await until(async () => {
+    body = await (await fetch(`${url}/api/sessions/room_live`)).json() as Record<string, any>
+    return body.participantCount === 0
+  }, 5000, 'Sam to have left')
+  t.match(body, { participants: [], expiresAt: ISO })
+  t.equal(Date.parse(body.expiresAt) - Date.parse(body.lastActivity), 1_800_000, 'empty: SESSION_TTL_MS after the last activity')
+  const { paths } = await (await fetch(`${url}/docs/json`)).json() as Record<string, any>
+  t.match(paths['/api/sessions/{id}'].get.responses['200'].content['application/json'].schema.properties.expiresAt,
+    { type: 'string', format: 'date-time', nullable: true }, 'the OpenAPI document says it may be null')
 })
 
 t.test('unknown ids are 404 with the inactive shape; malformed ids are 400', async (t) => {

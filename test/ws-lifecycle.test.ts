@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { spawnServer, startServer } from './helper.js'
+import { spawnServer, startServer, until } from './helper.js'
 import { TestClient, rawExchange, upgradeRequestLines } from './ws-client.js'
 
 /* SPEC §3, §9, §10: shutdown closes with 1001, sessions outlive short absences, logs keep no text. */
@@ -20,13 +20,14 @@ t.test('closing the app closes every connection with 1001', async (t) => {
 t.test('a peer that never answers the close frame does not hold the shutdown', async (t) => {
   const { app, port } = await startServer(t, { SHUTDOWN_TIMEOUT_MS: 1000 })
   const silent = await rawExchange(t, port, `${upgradeRequestLines(port).join('\r\n')}\r\n\r\n`)
-  while (!silent.received().includes('"connected"')) await sleep(10)
+  await until(() => silent.received().includes('"connected"'), 5000, 'the connected event')
   silent.socket.pause()
   const started = Date.now()
   await app.close()
   const elapsed = Date.now() - started
-  // ws cuts it after half of SHUTDOWN_TIMEOUT_MS.
-  t.ok(elapsed >= 400 && elapsed < 2000, `closed after ${elapsed} ms`)
+  // ws cuts it after half of SHUTDOWN_TIMEOUT_MS (a margin below for an early
+  // timer); the upper bound is loose: it only says the peer did not hold it.
+  t.ok(elapsed >= 400 && elapsed < 10_000, `closed after ${elapsed} ms`)
 })
 
 t.test('SIGTERM: clients see 1001, the process exits 0', async (t) => {
@@ -40,27 +41,31 @@ t.test('SIGTERM: clients see 1001, the process exits 0', async (t) => {
 })
 
 t.test('an empty session survives a short absence and expires SESSION_TTL_MS after its last activity', async (t) => {
-  const { app, url } = await startServer(t, { SESSION_TTL_MS: 1000 })
+  const ttlMs = 2000
+  const { app, url } = await startServer(t, { SESSION_TTL_MS: ttlMs })
   const status = async (id: string) => (await app.inject({ method: 'GET', url: `/api/sessions/${id}` })).statusCode
 
   const a = await TestClient.connect(t, url)
   await a.join('brief', 'Sam')
-  a.send('chat message', { sessionId: 'brief', text: 'remember me' })
+  a.send('chat message', { sessionId: 'brief', text: 'remember me' }, 'm')
+  t.same(await a.next(), { event: 'ack', data: { id: 'm' } })
   // Connected people keep a session alive however quiet they are.
-  await sleep(1100)
+  await sleep(ttlMs + 100)
   t.equal(await status('brief'), 200)
   a.ws.close()
   await a.closed
 
-  await sleep(500)
+  // Back at once: well within the TTL however loaded the machine is.
   const back = await TestClient.connect(t, url)
   const { history } = await back.join('brief', 'Sam')
   t.match(history, [{ event: 'chat message', data: { text: 'remember me' } }])
   back.ws.close()
   await back.closed
+  const leftAt = Date.now()
 
-  await sleep(1100)
-  t.equal(await status('brief'), 404)
+  await until(async () => await status('brief') === 404, 10_000, 'the empty session to expire')
+  // A margin below for an early timer: it must not expire before its TTL.
+  t.ok(Date.now() - leftAt >= ttlMs - 100, `expired ${Date.now() - leftAt} ms after the last person left`)
   const late = await TestClient.connect(t, url)
   t.same((await late.join('brief', 'Sam')).history, [], 'a new session under the same code')
 })

@@ -1,11 +1,10 @@
 import t from 'tap'
-import { startServer } from './helper.js'
+import { ISO, startServer } from './helper.js'
 import { TestClient, clientFrame, rawExchange, serverFrames, upgradeRequestLines } from './ws-client.js'
 
 /* SPEC §3: the envelope, every client event, who receives what, acks and history. */
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 
 t.test('each connection is greeted with its own userId', async (t) => {
   const { url } = await startServer(t)

@@ -28,7 +28,8 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
     messageCount: session.messageCount,
     createdAt: iso(session.createdAt),
     lastActivity: iso(session.lastActivity),
-    expiresAt: iso(session.lastActivity + ttlMs)
+    // SPEC §2.3: a multiplayer session does not expire while anyone is connected to it.
+    expiresAt: session.kind === 'multiplayer' && session.participants.length > 0 ? null : iso(session.lastActivity + ttlMs)
   })
 
   app.get('/api/sessions/:id', {

@@ -44,10 +44,16 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
 
   if (STATS_TOKEN !== undefined) {
     const authorized = bearerCheck(STATS_TOKEN)
-    // Encapsulated: applies to this plugin's two routes only. A preHandler,
-    // so failed guesses still pass through (and count against) the rate limit.
+    // Counts against the general limit's counters (SPEC §6: wrong guesses do).
+    // Where the route's own limit already ran (/api/stats) this is a no-op:
+    // @fastify/rate-limit counts a request once.
+    const countGuess = app.rateLimit()
+    // Encapsulated: applies to this plugin's routes only. A failed guess on
+    // /metrics (not limited itself) is counted here, and refused with 429
+    // once the budget is spent; a right token is never counted there.
     app.addHook('preHandler', async (request, reply) => {
       if (!authorized(request.headers.authorization)) {
+        await countGuess.call(app, request, reply)
         reply.header('www-authenticate', 'Bearer')
         throw new Errors.UNAUTHORIZED()
       }

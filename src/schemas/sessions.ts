@@ -20,7 +20,9 @@ export const SessionInfo = Type.Object({
   messageCount: Type.Integer({ minimum: 0 }),
   createdAt: Timestamp,
   lastActivity: Timestamp,
-  expiresAt: Timestamp
+  expiresAt: Type.Union([Timestamp, Type.Null()], {
+    description: 'null for a multiplayer session people are connected to: it does not expire while anyone is'
+  })
 })
 
 /** SPEC §2.3: the 404 says what an inactive session looks like, plus the usual error fields. */

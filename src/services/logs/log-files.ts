@@ -1,5 +1,5 @@
-import { lstat, mkdir, readdir, readlink, stat, symlink, unlink } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { lstat, mkdir, readdir, readlink, symlink, unlink } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
 import { pino, type Logger, type LoggerOptions } from 'pino'
 import { createRequestLog, type RequestLog } from './request-log.js'
 import { openRollingFile, type RollingFile } from './rolling-file.js'
@@ -50,6 +50,12 @@ export type LogFiles = Record<LogName, Logger> & {
 
 const DAY_MS = 24 * 60 * 60 * 1000
 
+/**
+ * A rotated file of one of the four logs, as pino-roll names it
+ * (`requests.2026-01-01.3.log`, or `requests.3.log` without a date format).
+ */
+const ROTATED_FILE = new RegExp(`^(${LOG_NAMES.join('|')})\\.(\\d{4}-\\d\\d-\\d\\d\\.)?\\d+\\.log$`)
+
 export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.now }: LogFilesOptions): Promise<LogFiles> {
   const root = resolve(dir)
   await mkdir(root, { recursive: true })
@@ -70,19 +76,20 @@ export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.
 
   async function prune (): Promise<number> {
     const cutoff = now() - retentionDays * DAY_MS
+    // The files the streams write to now, whatever their age.
+    const active = new Set(await Promise.all(LOG_NAMES.map(async (name) => {
+      const target = await readlink(join(root, name, 'current.log')).catch(() => undefined)
+      return target === undefined ? undefined : resolve(root, name, target)
+    })))
     let removed = 0
-    for (const name of LOG_NAMES) {
-      const folder = join(root, name)
-      const active = await readlink(join(folder, 'current.log')).catch(() => undefined)
-      for (const file of await readdir(folder)) {
-        if (file === 'current.log' || file === active) continue
-        const path = join(folder, file)
-        const info = await stat(path).catch(() => undefined)
-        if (info !== undefined && info.isFile() && info.mtimeMs < cutoff) {
-          await unlink(path).catch(() => undefined)
-          removed++
-        }
-      }
+    // Anywhere under LOG_DIR: earlier layouts left rotated files directly in it.
+    for (const file of await readdir(root, { recursive: true })) {
+      if (!ROTATED_FILE.test(basename(file))) continue
+      const path = join(root, file)
+      const info = await lstat(path).catch(() => undefined)
+      if (info === undefined || !info.isFile() || info.mtimeMs >= cutoff || active.has(path)) continue
+      await unlink(path).catch(() => undefined)
+      removed++
     }
     return removed
   }
