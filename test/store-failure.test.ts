@@ -62,7 +62,7 @@ t.test('a failing session store: 503 STORE_UNAVAILABLE on HTTP, an error event o
   outage.down = false
   t.equal((await fetch(`${url}/api/sessions/${sessionId}`)).status, 200, 'back once the store is')
   sam.send('chat message', { sessionId: 'date', text: 'hello again' }, 'c2')
-  t.same(await sam.next(), { event: 'ack', data: { id: 'c2' } })
+  t.same(await sam.next(), { event: 'ack', data: { id: 'c2', seq: 1 } })
 
   await app.close()
   const requests = await readLog(app.config.LOG_DIR, 'requests')

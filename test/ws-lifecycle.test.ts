@@ -48,7 +48,7 @@ t.test('an empty session survives a short absence and expires SESSION_TTL_MS aft
   const a = await TestClient.connect(t, url)
   await a.join('brief', 'Sam')
   a.send('chat message', { sessionId: 'brief', text: 'remember me' }, 'm')
-  t.same(await a.next(), { event: 'ack', data: { id: 'm' } })
+  t.same(await a.next(), { event: 'ack', data: { id: 'm', seq: 1 } })
   // Connected people keep a session alive however quiet they are.
   await sleep(ttlMs + 100)
   t.equal(await status('brief'), 200)
