@@ -258,8 +258,10 @@ t.test('wrong STATS_TOKEN guesses count against the general limit on every stats
   t.match(refused.json(), { code: 'RATE_LIMITED', statusCode: 429 })
   t.ok(Number(refused.headers['retry-after']) > 0)
   for (let i = 0; i < 10; i++) {
-    const scrape = await app.inject({ url: '/metrics', headers: { authorization: 'Bearer s3cret-token' } })
-    t.equal(scrape.statusCode, 200, `scrape ${i + 1} with the token, after the budget is spent`)
+    for (const url of ['/metrics', '/api/stats', '/api/stats/history']) {
+      const read = await app.inject({ url, headers: { authorization: 'Bearer s3cret-token' } })
+      t.equal(read.statusCode, 200, `${url} read ${i + 1} with the token, after the budget is spent`)
+    }
   }
 })
 

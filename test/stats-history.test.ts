@@ -168,7 +168,7 @@ t.test('GET /api/stats/history: samples from the real timer, documented in /docs
   t.ok(docs.paths['/dashboard'].get, 'the page is listed too')
 })
 
-t.test('STATS_TOKEN protects the history like /api/stats; wrong guesses count against the rate limit', async (t) => {
+t.test('STATS_TOKEN protects the history like /api/stats; wrong guesses count against the rate limit, the right token never', async (t) => {
   const app = await buildTestApp(t, { STATS_TOKEN: 'h1story-token', RATE_LIMIT_MAX: 4, SLOW_DOWN_AFTER: 100 })
   const unauthorized = { error: 'A valid bearer token is required', code: 'UNAUTHORIZED', statusCode: 401 }
   for (const authorization of [undefined, 'Bearer wrong', 'h1story-token']) {
@@ -180,8 +180,10 @@ t.test('STATS_TOKEN protects the history like /api/stats; wrong guesses count ag
   const right = await app.inject({ url: '/api/stats/history', headers: { authorization: 'Bearer h1story-token' } })
   t.equal(right.statusCode, 200)
   t.same(Object.keys(right.json()), ['intervalMs', 'samples'])
+  const fourth = await app.inject({ url: '/api/stats/history', headers: { authorization: 'Bearer guess-4' } })
+  t.equal(fourth.statusCode, 401, 'the right token was not counted: the fourth guess is still within the limit')
   const guess = await app.inject({ url: '/api/stats/history', headers: { authorization: 'Bearer guess-5' } })
-  t.equal(guess.statusCode, 429, 'the fifth request within the window is refused')
+  t.equal(guess.statusCode, 429, 'the fifth guess within the window is refused')
   t.equal(guess.json().code, 'RATE_LIMITED')
   t.equal((await app.inject('/dashboard')).statusCode, 429, 'the page shares the general limit')
   const open = await buildTestApp(t, { RATE_LIMIT_MAX: 4 })

@@ -22,9 +22,10 @@ function bearerCheck (token: string): (authorization: string | undefined) => boo
 }
 
 // Scrapes are not user traffic: they stay out of the request metrics.
-// /api/stats is part of /api/* and rate-limited (SPEC §5); /metrics is not, or
-// a Prometheus scraping every 15 s would use most of the general budget.
-const statsConfig = { metrics: false }
+// /metrics is never rate-limited, or a Prometheus scraping every 15 s would
+// use most of the general budget. The /api/stats routes are part of /api/*
+// and limited (SPEC §5) while they are open; with STATS_TOKEN a right token
+// is never counted (SPEC §6: the dashboard reads every 2 s), wrong guesses are.
 const scrapeConfig = { metrics: false, rateLimit: false as const }
 
 /**
@@ -35,6 +36,7 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
   const { STATS_TOKEN } = app.config
   const exporter = createPrometheusExporter()
   const security = STATS_TOKEN === undefined ? undefined : [{ statsToken: [] }]
+  const statsConfig = STATS_TOKEN === undefined ? { metrics: false } : scrapeConfig
 
   if (STATS_TOKEN === undefined && app.config.NODE_ENV === 'production') {
     // /metrics shows process_open_fds, connection counts and memory: a map for
@@ -45,12 +47,10 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
   if (STATS_TOKEN !== undefined) {
     const authorized = bearerCheck(STATS_TOKEN)
     // Counts against the general limit's counters (SPEC §6: wrong guesses do).
-    // Where the route's own limit already ran (/api/stats) this is a no-op:
-    // @fastify/rate-limit counts a request once.
     const countGuess = app.rateLimit()
-    // Encapsulated: applies to this plugin's routes only. A failed guess on
-    // /metrics (not limited itself) is counted here, and refused with 429
-    // once the budget is spent; a right token is never counted there.
+    // Encapsulated: applies to this plugin's routes only, none of which is
+    // limited itself with a token set. A failed guess is counted here, and
+    // refused with 429 once the budget is spent; a right token never is.
     app.addHook('preHandler', async (request, reply) => {
       if (!authorized(request.headers.authorization)) {
         await countGuess.call(app, request, reply)
