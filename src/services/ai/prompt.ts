@@ -1,4 +1,5 @@
 import type { ChatTurn, Persona } from '../sessions/store.js'
+import { cleanVisibleText } from '../visible-text.js'
 
 /*
  * SPEC §4.1–4.2. Persona fields are user data in the most privileged channel
@@ -25,23 +26,15 @@ export interface ModelRequest {
   turns: ModelTurn[]
 }
 
-// Every Unicode format character (zero-width, bidi controls, tag characters
-// U+E0001–U+E007F, soft hyphen, …) and the unassigned rest of the tag block:
-// invisible to a person reading the persona, visible to the model.
-const INVISIBLE = /[\p{Cf}\u{E0000}-\u{E007F}]/gu
 const LINE_BREAKS = /[\r\n\v\f\u0085\u2028\u2029]+/g
-
-export function cleanPersonaText (value: string): string {
-  return value.normalize('NFKC').replace(INVISIBLE, '').trim()
-}
 
 export function cleanPersona (persona: Persona): Persona {
   return {
-    name: cleanPersonaText(persona.name).replace(LINE_BREAKS, ' '),
-    personality: cleanPersonaText(persona.personality),
-    identity: cleanPersonaText(persona.identity),
-    gender: cleanPersonaText(persona.gender),
-    role: cleanPersonaText(persona.role)
+    name: cleanVisibleText(persona.name).replace(LINE_BREAKS, ' '),
+    personality: cleanVisibleText(persona.personality),
+    identity: cleanVisibleText(persona.identity),
+    gender: cleanVisibleText(persona.gender),
+    role: cleanVisibleText(persona.role)
   }
 }
 

@@ -4,7 +4,7 @@ import type { TSchema } from '@sinclair/typebox'
 import sjson from 'secure-json-parse'
 import type { RawData } from 'ws'
 import { Errors, withFields } from '../../errors.js'
-import { cleanPersonaText } from '../ai/prompt.js'
+import { cleanVisibleText } from '../visible-text.js'
 import { ClientEnvelope, ClientEventData, ClientId, type ClientData, type ClientEventName, type ServerEvents } from '../../schemas/ws.js'
 
 /*
@@ -31,7 +31,7 @@ const eventChecks = new Map<string, EventCheck>(Object.entries(ClientEventData).
   check: TypeCompiler.Compile(schema),
   trimmed: Object.entries(schema.properties)
     .filter(([, property]) => property.trim === true)
-    .map(([key, property]) => [key, property.clean === true ? cleanPersonaText : trim])
+    .map(([key, property]) => [key, property.clean === true ? cleanVisibleText : trim])
 }]))
 const EVENT_NAMES = [...eventChecks.keys()].join(', ')
 
