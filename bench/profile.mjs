@@ -82,4 +82,26 @@ function summarise (profile, top) {
   }
   print('self time by module', selfByModule)
   print('self time by function', selfByFunction)
+  print('total time (self + callees) by function', totalByFunction(profile, counts))
+}
+
+/** Samples in which a function is on the stack, each counted once even when it recurses. */
+function totalByFunction (profile, counts) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+  const parentOf = new Map()
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id)
+  const totals = new Map()
+  for (const [id, hits] of counts) {
+    if (byId.get(id).callFrame.functionName === '(idle)') continue
+    const seen = new Set()
+    for (let at = id; at !== undefined; at = parentOf.get(at)) {
+      const { functionName, url, lineNumber } = byId.get(at).callFrame
+      if (url === '') continue
+      const name = `${(functionName || '(anonymous)').slice(0, 60)} ${moduleOf(url)}:${lineNumber + 1}`
+      if (seen.has(name)) continue
+      seen.add(name)
+      totals.set(name, (totals.get(name) ?? 0) + hits)
+    }
+  }
+  return totals
 }

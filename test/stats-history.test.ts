@@ -80,7 +80,7 @@ const outcome = (result: AiOutcome['result'], latencyMs: number): AiOutcome =>
 
 t.test('each sample covers its own interval: counts by outcome, percentiles of its requests, figures at its end', async (t) => {
   let clock = START
-  const resources: ResourceFigures = { rssBytes: 100 * MB, heapUsedBytes: 50 * MB, eventLoopDelayMs: 2.345 }
+  const resources: ResourceFigures = { rssBytes: 100 * MB, heapUsedBytes: 50 * MB, eventLoopDelayMs: 2.345, eventLoopLongestDelayMs: 4 }
   const metrics = createMetricsService({
     thresholds: { memoryWarnMB: 800, memoryLimitMB: 1024, errorRatePct: 20, aiFailureRatePct: 50, slowResponseMs: 5000, highConnections: 100, eventLoopStallMs: 1000, minRateSample: 10, slowClearMs: 60_000 },
     resources: () => resources,

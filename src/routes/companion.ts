@@ -12,6 +12,7 @@ import {
 import { AiUnavailableError, type CompanionReply } from '../services/ai/service.js'
 import { createIdempotency, type IdempotentRun } from '../services/companion/idempotency.js'
 import { createReplyLock, longestReplyMs } from '../services/companion/reply-lock.js'
+import { isoTime } from '../services/iso-time.js'
 import type { CompanionSession, Persona, StoredTurn } from '../services/sessions/store.js'
 
 declare module 'fastify' {
@@ -74,7 +75,7 @@ const modelTurn = (reply: CompanionReply | undefined, at: number): StoredTurn | 
 
 const replyMeta = (persona: Persona, reply: CompanionReply, at: number) => ({
   companionName: persona.name,
-  timestamp: new Date(at).toISOString(),
+  timestamp: isoTime(at),
   fallback: reply.fallback,
   blocked: reply.blocked ? true as const : undefined
 })

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Probe } from '../schemas/monitoring.js'
 import { uptime } from '../services/monitoring/metrics.js'
+import { isoTime } from '../services/iso-time.js'
 import { VERSION } from '../version.js'
 
 // Probes are never limited, are answered while draining (they report it), and
@@ -31,7 +32,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     reply.code(unhealthy ? 503 : 200)
     return {
       status: unhealthy ? 'unhealthy' as const : degraded ? 'degraded' as const : 'healthy' as const,
-      timestamp: new Date().toISOString(),
+      timestamp: isoTime(Date.now()),
       version: VERSION,
       instanceId: app.instanceId,
       uptime: uptime(),

@@ -5,9 +5,8 @@ import { errorResponses } from '../schemas/common.js'
 import { SessionExport } from '../schemas/companion.js'
 import { SessionInfo, SessionNotFound, SessionParams } from '../schemas/sessions.js'
 import { exportConversation } from '../services/companion/export.js'
+import { isoTime as iso } from '../services/iso-time.js'
 import type { Session } from '../services/sessions/store.js'
-
-const iso = (ms: number) => new Date(ms).toISOString()
 
 const notFound = (sessionId: string) =>
   withFields(new Errors.SESSION_NOT_FOUND(), { sessionId, isActive: false, participantCount: 0 })

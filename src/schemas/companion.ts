@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { ErrorBody, LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE, Timestamp } from './common.js'
+import { ErrorBody, StringEnum, LINE_CHAR, LINE_RULE, TEXT_CHAR, TEXT_RULE, Timestamp } from './common.js'
 import { SessionId } from './sessions.js'
 
 /*
@@ -67,7 +67,7 @@ export const SessionExport = Type.Object({
   createdAt: Timestamp,
   exportedAt: Timestamp,
   messages: Type.Array(Type.Object({
-    role: Type.Union([Type.Literal('user'), Type.Literal('model')]),
+    role: StringEnum(['user', 'model']),
     text: Type.String(),
     timestamp: Timestamp,
     alternatives: Type.Optional(Type.Array(Type.String(), { description: 'Replies a regenerate replaced, oldest first (at most 4)' }))

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { AI_PROVIDERS } from '../config.js'
-import { Timestamp } from './common.js'
+import { Nullable, StringEnum, Timestamp } from './common.js'
 
 /* Health and monitoring bodies (SPEC §8). Every figure is a number. */
 
@@ -13,19 +13,19 @@ export const Uptime = Type.Object({
 
 export const AlertSchema = Type.Object({
   name: Type.String({ description: 'highMemory, memoryLimit, eventLoopStalled, highErrorRate, highAIFailureRate, slowResponse, highConnections' }),
-  level: Type.Union([Type.Literal('warning'), Type.Literal('critical')]),
+  level: StringEnum(['warning', 'critical']),
   value: Type.Number(),
   threshold: Type.Number(),
   since: Timestamp
 })
 
-const Circuit = Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')])
-const Provider = Type.Union(AI_PROVIDERS.map((name) => Type.Literal(name)))
+const Circuit = StringEnum(['closed', 'open', 'half-open'])
+const Provider = StringEnum(AI_PROVIDERS)
 
 const InstanceId = Type.String({ description: 'random at boot: tells the instances behind a load balancer apart' })
 
 export const Health = Type.Object({
-  status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')]),
+  status: StringEnum(['healthy', 'degraded', 'unhealthy']),
   timestamp: Timestamp,
   version: Type.String(),
   instanceId: InstanceId,
@@ -38,7 +38,7 @@ export const Health = Type.Object({
     highMemory: Type.Boolean(),
     highErrorRate: Type.Boolean(),
     highAIFailureRate: Type.Boolean(),
-    redis: Type.Union([Type.Literal('ok'), Type.Literal('down'), Type.Literal('unused')], { description: 'down (unhealthy): a configured Redis does not answer; unused: no REDIS_URL' }),
+    redis: StringEnum(['ok', 'down', 'unused'], { description: 'down (unhealthy): a configured Redis does not answer; unused: no REDIS_URL' }),
     memoryLimit: Type.Boolean({ description: 'RSS at or over MEMORY_LIMIT_MB (unhealthy)' }),
     eventLoopStalled: Type.Boolean({ description: 'unhealthy' }),
     shuttingDown: Type.Boolean({ description: 'unhealthy' })
@@ -109,7 +109,7 @@ export const Stats = Type.Object({
       timestamp: Timestamp,
       message: Type.String({ description: 'The message the client received' }),
       code: Type.String(),
-      route: Type.Union([Type.String(), Type.Null()]),
+      route: Nullable(Type.String()),
       statusCode: Type.Integer(),
       reqId: Type.String({ description: 'Find the full error (with stack) in errors.log' })
     }), { maxItems: 5 })
@@ -128,7 +128,7 @@ export const Stats = Type.Object({
   })
 })
 
-const Figure = (description: string) => Type.Union([Type.Number(), Type.Null()], { description })
+const Figure = (description: string) => Nullable(Type.Number(), { description })
 const PerInterval = (description: string) => Type.Integer({ minimum: 0, description: `${description} during the interval` })
 
 /** One sample of GET /api/stats/history (SPEC §8.1); null: nothing to measure. */

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { ErrorBody, Timestamp } from './common.js'
+import { ErrorBody, Nullable, StringEnum, Timestamp } from './common.js'
 
 /** Ids of both session kinds: server-made companion ids, client-chosen multiplayer codes (SPEC §2.3). */
 export const SessionId = Type.String({
@@ -12,7 +12,7 @@ export const SessionParams = Type.Object({ id: SessionId })
 
 export const SessionInfo = Type.Object({
   sessionId: Type.String(),
-  kind: Type.Union([Type.Literal('multiplayer'), Type.Literal('companion')]),
+  kind: StringEnum(['multiplayer', 'companion']),
   isActive: Type.Literal(true),
   participantCount: Type.Integer({ minimum: 0 }),
   participants: Type.Optional(Type.Array(Type.String(), { description: 'Player names (multiplayer sessions)' })),
@@ -20,7 +20,7 @@ export const SessionInfo = Type.Object({
   messageCount: Type.Integer({ minimum: 0 }),
   createdAt: Timestamp,
   lastActivity: Timestamp,
-  expiresAt: Type.Union([Timestamp, Type.Null()], {
+  expiresAt: Nullable(Timestamp, {
     description: 'null for a multiplayer session people are connected to: it does not expire while anyone is'
   })
 })

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Errors } from '../../errors.js'
 import type { ServerEvents } from '../../schemas/ws.js'
 import type { JoinResult, MultiplayerSession, SessionEvent, SessionStore } from '../sessions/store.js'
+import { isoTime } from '../iso-time.js'
 import { localFanOut, type FanOutFactory } from './fan-out.js'
 import { encode } from './protocol.js'
 
@@ -202,7 +203,7 @@ export function createChatHub ({
     /** The others in the session get `chat message`; returns its seq. */
     async chat (member: Member, sessionId: string, text: string, clientMsgId?: string): Promise<number> {
       const playerName = nameIn(member, sessionId)
-      const timestamp = new Date(now()).toISOString()
+      const timestamp = isoTime(now())
       const data: Omit<ServerEvents['chat message'], 'seq'> = { sessionId, id: newId(), text, sender: member.userId, playerName, timestamp }
       return await record({ event: 'chat message', data }, clientMsgId, member.userId)
     },

@@ -1,11 +1,10 @@
+import { isoTime as iso } from '../iso-time.js'
 import type { CompanionSession } from '../sessions/store.js'
 
 /*
  * SPEC §2.6: a companion conversation as its user takes it home. Model
  * turns that were regenerated carry the replies they replaced.
  */
-
-const iso = (ms: number) => new Date(ms).toISOString()
 
 export function exportConversation (session: CompanionSession, now = Date.now()) {
   return {

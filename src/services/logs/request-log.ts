@@ -1,3 +1,4 @@
+import { isoTime } from '../iso-time.js'
 import type { RollingFile } from './rolling-file.js'
 
 /*
@@ -34,8 +35,8 @@ export interface RequestLog {
 const quoted = (value: string | null) => value === null ? 'null' : JSON.stringify(value)
 const finiteOrNull = (value: number | null) => value !== null && Number.isFinite(value) ? String(value) : 'null'
 
-export function requestLogLine (level: RequestLineLevel, f: RequestLineFields, msg: string, time = new Date()): string {
-  return `{"level":"${level}","time":"${time.toISOString()}","log":"requests","reqId":${quoted(f.reqId)},"method":${quoted(f.method)},` +
+export function requestLogLine (level: RequestLineLevel, f: RequestLineFields, msg: string, timeMs = Date.now()): string {
+  return `{"level":"${level}","time":"${isoTime(timeMs)}","log":"requests","reqId":${quoted(f.reqId)},"method":${quoted(f.method)},` +
     `"route":${quoted(f.route)},"path":${quoted(f.path)},"status":${f.status},"responseTimeMs":${finiteOrNull(f.responseTimeMs)},` +
     `"ip":${quoted(f.ip)},"userAgent":${quoted(f.userAgent)},"msg":${quoted(msg)}}\n`
 }

@@ -28,7 +28,14 @@ export interface Thresholds {
 export interface ResourceFigures {
   rssBytes: number
   heapUsedBytes: number
+  /** Mean delay over the last interval: the figure shown. */
   eventLoopDelayMs: number
+  /**
+   * Longest single delay in the last interval: what decides a stall. A mean
+   * hides one: a loop blocked 1.3 s per turn, sampled just before each block's
+   * own delay is recorded, averages that delay with the short ones after it.
+   */
+  eventLoopLongestDelayMs: number
 }
 
 export interface RecentError {
@@ -271,14 +278,14 @@ export function createMetricsService ({
    */
   function evaluate () {
     window.advance()
-    const { rssBytes, heapUsedBytes, eventLoopDelayMs } = resources()
+    const { rssBytes, heapUsedBytes, eventLoopDelayMs, eventLoopLongestDelayMs } = resources()
     const rssMB = rssBytes / MB
     const highMemory = rssMB > thresholds.memoryWarnMB
     const overMemoryLimit = rssMB >= thresholds.memoryLimitMB
-    const eventLoopStalled = eventLoopDelayMs >= thresholds.eventLoopStallMs
+    const eventLoopStalled = eventLoopLongestDelayMs >= thresholds.eventLoopStallMs
     alerts.set('highMemory', 'warning', highMemory, round2(rssMB), thresholds.memoryWarnMB)
     alerts.set('memoryLimit', 'critical', overMemoryLimit, round2(rssMB), thresholds.memoryLimitMB)
-    alerts.set('eventLoopStalled', 'critical', eventLoopStalled, round2(eventLoopDelayMs), thresholds.eventLoopStallMs)
+    alerts.set('eventLoopStalled', 'critical', eventLoopStalled, round2(eventLoopLongestDelayMs), thresholds.eventLoopStallMs)
     const highErrorRate = checkErrorRate()
     const highAIFailureRate = checkAiFailures()
     checkConnections()

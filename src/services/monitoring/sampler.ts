@@ -25,7 +25,7 @@ export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerO
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
   histogram.enable()
   let failing = false
-  const figures: ResourceFigures = { rssBytes: 0, heapUsedBytes: getHeapStatistics().used_heap_size, eventLoopDelayMs: 0 }
+  const figures: ResourceFigures = { rssBytes: 0, heapUsedBytes: getHeapStatistics().used_heap_size, eventLoopDelayMs: 0, eventLoopLongestDelayMs: 0 }
 
   function readMemory (): void {
     try {
@@ -48,7 +48,9 @@ export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerO
     // No histogram tick in the interval (NaN mean; seen right after startup):
     // this timer's own lateness is then the delay.
     const mean = histogram.mean / 1e6
-    figures.eventLoopDelayMs = Number.isNaN(mean) ? Math.max(0, at - lastSample - intervalMs) : Math.max(0, mean - RESOLUTION_MS)
+    const late = Math.max(0, at - lastSample - intervalMs)
+    figures.eventLoopDelayMs = Number.isNaN(mean) ? late : Math.max(0, mean - RESOLUTION_MS)
+    figures.eventLoopLongestDelayMs = Number.isNaN(mean) ? late : Math.max(late, histogram.max / 1e6 - RESOLUTION_MS)
     lastSample = at
     histogram.reset()
     readMemory()
