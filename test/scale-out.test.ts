@@ -156,6 +156,17 @@ t.test('sessions expire in Redis and the key count returns to where it started',
   t.equal((await fetch(`${b.url}/api/sessions/${sessionId}`)).status, 404)
 })
 
+t.test('creating a session forgets the index entries of expired ones, though nothing reads the counts', async (t) => {
+  const { a, prefix } = await twoInstances(t, { SESSION_TTL_MS: 1000, STATS_SAMPLE_INTERVAL_MS: 600_000 })
+  const indexSize = async () => (await redis.command('ZCARD', `${prefix}sessions:companion`)).trim()
+  for (let i = 0; i < 3; i++) await post(`${a.url}/api/ai-companion/initialize`, { companionConfig })
+  t.equal(await indexSize(), ':3')
+  await new Promise((resolve) => setTimeout(resolve, 1200))
+  t.equal(await indexSize(), ':3', 'expired entries stay until something prunes them')
+  await post(`${a.url}/api/ai-companion/initialize`, { companionConfig })
+  t.equal(await indexSize(), ':1', 'only the new session is left')
+})
+
 t.test('buildApp({ sessionStore }): apps sharing one injected store see the same sessions; the store stays its creator\'s', async (t) => {
   const store = createMemorySessionStore({ ttlMs: 60_000 })
   t.teardown(() => store.close())

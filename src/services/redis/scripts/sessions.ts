@@ -14,6 +14,12 @@ import type { LuaScript } from './index.js'
  */
 
 const PRELUDE = `
+-- Index entries of expired sessions go when a session is created, so the
+-- index holds about the live sessions even when nothing reads the counts.
+local function forgetExpired (index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+end
+
 local function touch (keys, index, id, now, ttl)
   for _, key in ipairs(keys) do redis.call('PEXPIRE', key, ttl) end
   redis.call('ZADD', index, now + ttl, id)
@@ -59,6 +65,7 @@ return { 'room', room(KEYS[3], KEYS[4], KEYS[5]) }
   /** KEYS: companion meta, companion index. ARGV: id, now, ttl, persona JSON. */
   createCompanion: script(2, `
 redis.call('HSET', KEYS[1], 'createdAt', ARGV[2], 'lastActivity', ARGV[2], 'messageCount', 0, 'persona', ARGV[4])
+forgetExpired(KEYS[2], tonumber(ARGV[2]))
 touch({ KEYS[1] }, KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 return 1
 `),
@@ -86,6 +93,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   created = 1
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   redis.call('HSET', KEYS[1], 'createdAt', ARGV[2], 'messageCount', 0, 'joins', 0)
+  forgetExpired(KEYS[5], now)
 else
   prune(KEYS[3], KEYS[4], now)
 end
@@ -176,8 +184,8 @@ return 0
 
   /** KEYS: companion index, room index. ARGV: now. → [companions, rooms]; forgets expired entries on the way. */
   counts: script(2, `
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+forgetExpired(KEYS[1], ARGV[1])
+forgetExpired(KEYS[2], ARGV[1])
 return { redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]) }
 `)
 } satisfies Record<string, LuaScript>
