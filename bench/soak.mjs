@@ -2,7 +2,9 @@
 // session) plus M companion sessions created and left to expire, while the
 // server's heap after a full GC and its RSS are sampled. Written next to each
 // other under bench/results/: soak-<date>.md (figures and verdict) and
-// soak-<date>.svg (the chart).
+// soak-<date>.svg (the chart). With `redis` (bench/lib/redis.mjs) the server
+// keeps its sessions there, and Redis' own memory must come back to where
+// it started once the sessions expired.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -22,13 +24,13 @@ function askMemory (child) {
   })
 }
 
-export async function soak ({ startOurs, settings, resultsDir, stamp }) {
+export async function soak ({ startOurs, settings, resultsDir, stamp, redis }) {
   const target = await startOurs({
-    name: 'soak',
+    name: redis === undefined ? 'soak' : 'soak (Redis)',
     script: join(ROOT, 'bench/soak-server.mjs'),
     nodeArgs: ['--expose-gc'],
     ipc: true,
-    env: { SESSION_TTL_MS: String(SESSION_TTL_MS) }
+    env: { SESSION_TTL_MS: String(SESSION_TTL_MS), ...(redis === undefined ? {} : { REDIS_URL: redis.url }) }
   })
   const samples = []
   const started = performance.now()
@@ -77,6 +79,9 @@ export async function soak ({ startOurs, settings, resultsDir, stamp }) {
     await sleep(SESSION_TTL_MS * 2 + 1000)
     await sample('warmed up')
     const warmed = samples.at(-1)
+    // Like the heap, Redis is compared with its warmed-up self (its scripts
+    // loaded, its tables grown once): the live session and the limit counters.
+    const redisAtStart = redis === undefined ? undefined : { bytes: redis.usedMemory(), keys: redis.keyNames() }
 
     const sampler = setInterval(() => { sample('running').catch(() => undefined) }, SAMPLE_EVERY_MS)
     await run(Math.round(settings.soakRequests * 0.95), Math.round(settings.soakCycles * 0.95))
@@ -92,6 +97,9 @@ export async function soak ({ startOurs, settings, resultsDir, stamp }) {
     const rssMidMB = half[0]?.rssMB ?? warmed.rssMB
     const rssEndMB = Math.max(end.rssMB, ...half.map((s) => s.rssMB))
     const rssGrowth = rssEndMB / rssMidMB
+    // The one live session (and the instance's presence) stays; everything else expired.
+    const redisAtEnd = redis === undefined ? undefined : { bytes: redis.usedMemory(), keys: redis.keyNames() }
+    const redisRatio = redis === undefined ? undefined : redisAtEnd.bytes / redisAtStart.bytes
     const chart = join(resultsDir, `soak-${stamp}.svg`)
     writeFileSync(chart, svgChart(samples, warmed.heapMB))
     const lines = [
@@ -101,6 +109,9 @@ export async function soak ({ startOurs, settings, resultsDir, stamp }) {
       '',
       `- heap after GC: warmed up ${warmed.heapMB.toFixed(1)} MB, end ${end.heapMB.toFixed(1)} MB (${heapRatio.toFixed(3)}×; target ≤ 1.10×) ${heapRatio <= 1.1 ? 'met' : 'NOT MET'}`,
       `- RSS: warmed up ${warmed.rssMB.toFixed(1)} MB, halfway ${rssMidMB.toFixed(1)} MB, highest in the second half or at the end ${rssEndMB.toFixed(1)} MB (${rssGrowth.toFixed(3)}×; flat = ≤ 1.10×) ${rssGrowth <= 1.1 ? 'met' : 'NOT MET'}`,
+      ...(redis === undefined
+        ? []
+        : [`- Redis used_memory: warmed up ${(redisAtStart.bytes / MB).toFixed(2)} MB (keys: ${redisAtStart.keys.join(', ')}), after the sessions expired ${(redisAtEnd.bytes / MB).toFixed(2)} MB (keys: ${redisAtEnd.keys.join(', ')}) (${redisRatio.toFixed(3)}×; back = ≤ 1.10×) ${redisRatio <= 1.1 ? 'met' : 'NOT MET'}`]),
       '',
       `Chart: soak-${stamp}.svg`,
       '',
@@ -109,12 +120,15 @@ export async function soak ({ startOurs, settings, resultsDir, stamp }) {
       ...samples.map((s) => `| ${s.seconds.toFixed(0)} | ${s.phase} | ${s.requests} | ${s.cycles} | ${s.heapMB.toFixed(1)} | ${s.rssMB.toFixed(1)} |`)
     ]
     writeFileSync(join(resultsDir, `soak-${stamp}.md`), lines.join('\n') + '\n')
-    const title = `soak: ${requestsDone} requests + ${cyclesDone} session cycles`
+    const title = `soak${redis === undefined ? '' : ' with Redis'}: ${requestsDone} requests + ${cyclesDone} session cycles`
     return {
       samples,
       rows: [
         { scenario: title, compared: 'heap after GC: end / warmed up', ours: end.heapMB.toFixed(1), theirs: warmed.heapMB.toFixed(1), ratio: heapRatio.toFixed(3), range: '', target: '≤ 1.1', met: heapRatio <= 1.1 ? 'yes' : 'NO' },
-        { scenario: title, compared: 'RSS: end / halfway', ours: rssEndMB.toFixed(1), theirs: rssMidMB.toFixed(1), ratio: rssGrowth.toFixed(3), range: '', target: '≤ 1.1', met: rssGrowth <= 1.1 ? 'yes' : 'NO' }
+        { scenario: title, compared: 'RSS: end / halfway', ours: rssEndMB.toFixed(1), theirs: rssMidMB.toFixed(1), ratio: rssGrowth.toFixed(3), range: '', target: '≤ 1.1', met: rssGrowth <= 1.1 ? 'yes' : 'NO' },
+        ...(redis === undefined
+          ? []
+          : [{ scenario: title, compared: 'Redis used_memory MB: end / warmed up', ours: (redisAtEnd.bytes / MB).toFixed(2), theirs: (redisAtStart.bytes / MB).toFixed(2), ratio: redisRatio.toFixed(3), range: '', target: '≤ 1.1', met: redisRatio <= 1.1 ? 'yes' : 'NO' }])
       ]
     }
   } finally {

@@ -5,6 +5,7 @@
 import { mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import { LOAD_CORE, ROOT, startNode } from './processes.mjs'
+import { startRedis } from './redis.mjs'
 
 export const PERSONA = { companionConfig: { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'girlfriend' } }
 
@@ -54,6 +55,8 @@ export function createServers (scratch) {
         WS_MAX_CONNECTIONS_PER_IP: '1000000',
         WS_MESSAGE_RATE: '1000000000',
         HIGH_CONNECTIONS: '1000000',
+        SESSION_CREATE_RATE: '1000000000',
+        WS_UPGRADE_RATE: '1000000000',
         ...env
       }
     })
@@ -63,6 +66,26 @@ export function createServers (scratch) {
   }
 
   const ours = (dist, latencyMs = 0, name = 'ours') => server(`${name}-${latencyMs}`, () => startOurs({ dist, latencyMs, name }))
+
+  const redis = () => server('redis', startRedis)
+
+  /**
+   * Two instances of ours on one Redis (SPEC §9), as one target: `urls` holds
+   * both, the CPU time is theirs together.
+   */
+  const oursOnRedis = () => server('ours-on-redis', async () => {
+    const { url: REDIS_URL } = await redis()
+    const instances = [
+      await startOurs({ name: 'ours (Redis, A)', env: { REDIS_URL } }),
+      await startOurs({ name: 'ours (Redis, B)', env: { REDIS_URL } })
+    ]
+    return {
+      name: 'ours on Redis',
+      urls: instances.map((instance) => instance.url),
+      cpuSeconds: () => instances.reduce((sum, instance) => sum + instance.cpuSeconds(), 0),
+      stop: async () => { for (const instance of instances) await instance.stop() }
+    }
+  })
 
   /** What the baselines must answer the same way: captured from our server. */
   let fixtures
@@ -105,9 +128,11 @@ export function createServers (scratch) {
   })
 
   async function stopAll () {
-    for (const target of running.values()) await target.stop()
+    // Redis last: the instances close their connections to it first.
+    const targets = [...running].sort(([key]) => key === 'redis' ? 1 : -1).map(([, target]) => target)
+    for (const target of targets) await target.stop()
     running.clear()
   }
 
-  return { startOurs, ours, baselineServer, captureFixtures, stopAll }
+  return { startOurs, ours, oursOnRedis, redis, baselineServer, captureFixtures, stopAll }
 }

@@ -53,12 +53,12 @@ function waitFor (socket, event) {
   })
 }
 
-/** `pairs` sessions of two members each, both joined. */
-async function openPairs (url, pairs, tag) {
+/** `pairs` sessions of two members each, both joined; each receiver on `receiverUrl`. */
+async function openPairs (url, receiverUrl, pairs, tag) {
   const result = []
   for (let i = 0; i < pairs; i++) {
     const sessionId = `bench-${tag}-${i}`
-    const [sender, receiver] = await Promise.all([connect(url), connect(url)])
+    const [sender, receiver] = await Promise.all([connect(url), connect(receiverUrl)])
     for (const [socket, playerName] of [[sender, 'Alex'], [receiver, 'Sam']]) {
       const joined = waitFor(socket, 'session-joined')
       send(socket, 'join-session', { sessionId, playerName })
@@ -77,10 +77,12 @@ function percentile (sorted, p) {
 /**
  * Fan-out in `pairs` 2-person sessions for `seconds` after `warmupSeconds`.
  * `rate` undefined: saturated (each sender keeps WINDOW frames in flight);
- * otherwise `rate` frames per second in total, on a schedule.
+ * otherwise `rate` frames per second in total, on a schedule. With
+ * `receiverUrl` (another instance on the same Redis), every session's
+ * receiver is there, so every message crosses instances.
  */
-export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag, cpuSeconds }) {
-  const sessions = await openPairs(url, pairs, tag)
+export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag, cpuSeconds, receiverUrl = url }) {
+  const sessions = await openPairs(url, receiverUrl, pairs, tag)
   let measuring = false
   let delivered = 0
   const latencies = []
