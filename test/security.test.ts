@@ -97,7 +97,7 @@ t.test('CORS matrix', async (t) => {
       url: '/api/ai-companion/chat',
       headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' }
     })
-    // @fastify/cors answers a preflight it does not approve as an unknown route.
+    // No route answers OPTIONS: a preflight not approved is an unknown route.
     t.equal(response.statusCode, 404)
     t.same(response.json(), { error: 'Route OPTIONS /api/ai-companion/chat not found', code: 'NOT_FOUND', statusCode: 404 })
     t.equal(response.headers['access-control-allow-origin'], undefined)
