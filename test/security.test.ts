@@ -56,10 +56,12 @@ t.test('CORS matrix', async (t) => {
     }
   })
 
-  t.test('no Origin: served, no CORS headers', async (t) => {
+  t.test('no Origin: served, no CORS headers, still varies by Origin', async (t) => {
     const response = await dev.inject({ url: '/' })
     t.equal(response.statusCode, 200)
     t.equal(response.headers['access-control-allow-origin'], undefined)
+    t.equal(response.headers['access-control-allow-credentials'], undefined)
+    t.equal(response.headers.vary, 'Origin', 'a shared cache must not hand this answer to a browser')
   })
 
   t.test('preflight from an allowed origin is approved with the listed methods and headers', async (t) => {
@@ -73,6 +75,20 @@ t.test('CORS matrix', async (t) => {
     t.equal(response.headers['access-control-allow-methods'], 'GET, POST, DELETE, OPTIONS')
     t.equal(response.headers['access-control-allow-headers'], 'Content-Type, Authorization, X-Requested-With')
     t.equal(response.headers['access-control-allow-credentials'], 'true')
+    t.equal(response.headers['access-control-max-age'], '600')
+    t.equal(response.headers.vary, 'Origin')
+    t.equal(response.headers['content-length'], '0', 'Safari waits for a body on a 204 without it')
+    t.equal(response.body, '')
+    t.equal(response.headers['x-content-type-options'], 'nosniff', 'with the security headers')
+    t.equal(response.headers['access-control-expose-headers'], undefined)
+  })
+
+  t.test('an OPTIONS from an allowed origin without a requested method is no preflight', async (t) => {
+    const response = await dev.inject({ method: 'OPTIONS', url: '/api/ai-companion/chat', headers: { origin: ALLOWED } })
+    t.equal(response.statusCode, 400)
+    t.equal(response.body, 'Invalid Preflight Request')
+    t.equal(response.headers['access-control-allow-origin'], ALLOWED)
+    t.equal(response.headers['access-control-allow-methods'], undefined)
   })
 
   t.test('preflight from a disallowed origin gets no approval', async (t) => {
@@ -81,12 +97,20 @@ t.test('CORS matrix', async (t) => {
       url: '/api/ai-companion/chat',
       headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' }
     })
-    // @fastify/cors answers a preflight it does not approve as an unknown route.
+    // No route answers OPTIONS: a preflight not approved is an unknown route.
     t.equal(response.statusCode, 404)
     t.same(response.json(), { error: 'Route OPTIONS /api/ai-companion/chat not found', code: 'NOT_FOUND', statusCode: 404 })
     t.equal(response.headers['access-control-allow-origin'], undefined)
     t.equal(response.headers['access-control-allow-methods'], undefined)
     t.equal(response.headers['access-control-allow-credentials'], undefined)
+    t.equal(response.headers.vary, 'Origin')
+  })
+
+  t.test('a preflight without Origin gets no approval either', async (t) => {
+    const response = await dev.inject({ method: 'OPTIONS', url: '/api/ai-companion/chat', headers: { 'access-control-request-method': 'POST' } })
+    t.equal(response.statusCode, 404)
+    t.equal(response.headers['access-control-allow-origin'], undefined)
+    t.equal(response.headers['access-control-allow-methods'], undefined)
   })
 })
 

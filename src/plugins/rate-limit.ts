@@ -30,7 +30,7 @@ function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void
  *   plugin's own flag) opts a route out of both, as the health probes do;
  * - `config: { aiRateLimit: true }` adds AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS.
  * Routes registered before it (the /docs UI) are not seen and not limited; OPTIONS requests
- * other than approved CORS preflights are counted by the unknown-route hook.
+ * other than approved CORS preflights have no route and count as unknown URLs.
  * Counters live in this instance's memory, or with REDIS_URL in Redis, shared
  * by every instance (@fastify/rate-limit's own Redis store for the limits).
  * A failing counter store lets requests through rather than answering 500,
@@ -106,13 +106,12 @@ export default fp(async (app) => {
   })
 
   // Unknown URLs have no route to configure: one cheap check on every request
-  // (Fastify gives the not-found handler the instance's hooks). OPTIONS
-  // requests count too: @fastify/cors routes them all to one `OPTIONS *`
-  // route registered before this plugin, so a scanner's OPTIONS to unknown
-  // URLs would never be counted. Preflights it approves are answered in its
-  // own earlier hook and so are not counted.
+  // (Fastify gives the not-found handler the instance's hooks). No route
+  // answers OPTIONS, so a scanner's OPTIONS requests are counted here too;
+  // approved CORS preflights are answered earlier, by the security plugin's
+  // CORS hook, and so are not counted.
   app.addHook('onRequest', function limitUnknownRoutes (this: FastifyInstance, request, reply, done) {
-    if (!request.is404 && request.method !== 'OPTIONS') return done()
+    if (!request.is404) return done()
     generalLimit.call(this, request, reply).then(
       () => slowDownHook === undefined ? done() : slowDownHook(request, reply, done),
       done

@@ -1,9 +1,9 @@
 import { finished } from 'node:stream'
-import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
 import { Errors } from '../errors.js'
+import { createCorsHook } from '../services/http/cors.js'
 import { createOriginPolicy } from '../services/http/origins.js'
 import { securityHeaders } from '../services/http/security-headers.js'
 
@@ -64,11 +64,9 @@ function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
  * CORS for the allowed browser origins, and the SPEC §2 shape for requests
  * Node would refuse with empty bodies (no Host, an unsupported Expect).
  * @see https://helmetjs.github.io/
- * @see https://github.com/fastify/fastify-cors
  */
 export default fp(async (app) => {
   const { REQUEST_TIMEOUT_MS } = app.config
-  const isAllowedOrigin = createOriginPolicy(app.config)
 
   const headers = securityHeaders(app.config)
   app.addHook('onRequest', (request, reply, done) => {
@@ -92,14 +90,8 @@ export default fp(async (app) => {
     }).end(expectationBody)
   })
 
-  await app.register(cors, {
-    // No Origin header (curl, servers, probes) → served without CORS headers.
-    origin: (origin, callback) => callback(null, origin !== undefined && isAllowedOrigin(origin)),
-    credentials: true,
-    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With'],
-    maxAge: 600
-  })
+  // After the security headers, so an answered preflight carries them too.
+  app.addHook('onRequest', createCorsHook(createOriginPolicy(app.config)))
 
   guardSlowBodies(app, REQUEST_TIMEOUT_MS)
 
