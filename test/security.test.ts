@@ -86,7 +86,11 @@ t.test('CORS matrix', async (t) => {
   t.test('an OPTIONS from an allowed origin without a requested method is no preflight', async (t) => {
     const response = await dev.inject({ method: 'OPTIONS', url: '/api/ai-companion/chat', headers: { origin: ALLOWED } })
     t.equal(response.statusCode, 400)
-    t.equal(response.body, 'Invalid Preflight Request')
+    t.same(response.json(), {
+      error: 'An OPTIONS request from a browser origin is a CORS preflight: it needs Access-Control-Request-Method',
+      code: 'BAD_REQUEST',
+      statusCode: 400
+    })
     t.equal(response.headers['access-control-allow-origin'], ALLOWED)
     t.equal(response.headers['access-control-allow-methods'], undefined)
   })

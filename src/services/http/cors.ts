@@ -1,4 +1,5 @@
 import type { onRequestHookHandler } from 'fastify'
+import { Errors } from '../../errors.js'
 
 /** What an approved preflight is told (SPEC §6), the same for every origin. */
 const PREFLIGHT_HEADERS: ReadonlyArray<[string, string]> = [
@@ -17,7 +18,8 @@ const PREFLIGHT_HEADERS: ReadonlyArray<[string, string]> = [
  * - Every response varies by Origin, so shared caches keep approvals apart.
  * - Requests without Origin or from other origins get no other CORS header.
  * - An allowed origin's OPTIONS is answered here (before rate limits and
- *   authentication): 204 with the preflight headers, or 400 when it lacks
+ *   authentication): 204 with the preflight headers, or 400 BAD_REQUEST (the
+ *   SPEC §2 body, where @fastify/cors answered plain text) when it lacks
  *   Access-Control-Request-Method. Every other OPTIONS has no route, so it
  *   takes the not-found path, where the rate limit counts unknown URLs.
  */
@@ -32,8 +34,7 @@ export function createCorsHook (isAllowedOrigin: (origin: string) => boolean): o
 
     const requestedMethod = request.headers['access-control-request-method']
     if (requestedMethod === undefined || requestedMethod === '') {
-      reply.code(400).type('text/plain').send('Invalid Preflight Request')
-      return
+      return done(new Errors.BAD_REQUEST('An OPTIONS request from a browser origin is a CORS preflight: it needs Access-Control-Request-Method'))
     }
     for (const [name, value] of PREFLIGHT_HEADERS) reply.header(name, value)
     // Safari waits for a body on a 204 without an explicit zero length.
