@@ -1,5 +1,5 @@
 // Quick before/after of one route while working on a hot path: our build and
-// another build (default: bench/results/start/dist) side by side,
+// another build (default: bench/results/before/dist, see README) side by side,
 // interleaved, server CPU µs per request. Not a §11 figure; `npm run bench` is.
 //
 //   node bench/ab.mjs [--path session|session-404|health] [--before DIR] [--before-env NAME=VALUE…] [--rounds 3] [--seconds 5]
@@ -14,7 +14,7 @@ import { createServers } from './lib/servers.mjs'
 const { values: options } = parseArgs({
   options: {
     path: { type: 'string', default: 'session' },
-    before: { type: 'string', default: join(ROOT, 'bench/results/start/dist') },
+    before: { type: 'string', default: join(ROOT, 'bench/results/before/dist') },
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '5' },
     'before-env': { type: 'string', multiple: true, default: [] }
