@@ -90,7 +90,15 @@ export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag, c
     pair.inFlight++
     send(pair.sender, 'chat message', { sessionId: pair.sessionId, text: String(performance.now()) })
   }
+  // A refused message never arrives, and its pair would stall with a full
+  // window: the run would measure the limits, not the fan-out. So any
+  // refusal ends the run with its reason.
+  let refusal
   for (const pair of sessions) {
+    pair.sender.on('message', (raw) => {
+      const message = JSON.parse(raw)
+      if (message.event === 'error') refusal ??= new Error(`a chat message was refused: ${JSON.stringify(message.data)}`)
+    })
     pair.receiver.on('message', (raw) => {
       const message = JSON.parse(raw)
       if (message.event !== 'chat message') return
@@ -124,6 +132,7 @@ export async function fanOut (url, { pairs, seconds, warmupSeconds, rate, tag, c
   const cpuUsPerMessage = cpuSeconds === undefined ? undefined : (cpuSeconds() - cpuBefore) * 1e6 / delivered
   clearInterval(timer)
   await closeAll(sessions.flatMap((pair) => [pair.sender, pair.receiver]))
+  if (refusal !== undefined) throw refusal
   latencies.sort((a, b) => a - b)
   return { msgPerSecond: delivered / elapsed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), cpuUsPerMessage }
 }
