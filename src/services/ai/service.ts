@@ -92,11 +92,16 @@ function attemptSignal (parent: AbortSignal | undefined, timeoutMs: number) {
   return {
     signal: controller.signal,
     timedOut: () => timedOut,
-    /** Stops the timer and aborts whatever of the attempt still runs (a stream the consumer left). */
-    end: () => {
+    /**
+     * Stops the timer and, unless the attempt completed, aborts whatever of it
+     * still runs (a stream the consumer left, a request given up). A completed
+     * one is not aborted: that would build an AbortError and wake the SDK's
+     * listeners on every successful call.
+     */
+    end: (completed: boolean) => {
       clearTimeout(timer)
       parent?.removeEventListener('abort', onParentAbort)
-      controller.abort()
+      if (!completed) controller.abort()
     }
   }
 }
@@ -213,6 +218,7 @@ export function createAiService (options: AiServiceOptions) {
       for (;;) {
         attempts++
         const attempt = attemptSignal(job.signal, timeoutMs)
+        let completed = false
         try {
           let reply: ModelChunk
           if (job.streamed) {
@@ -227,6 +233,7 @@ export function createAiService (options: AiServiceOptions) {
           } else {
             reply = await provider.generate(request, attempt.signal)
           }
+          completed = true
           breaker.success()
           return finish(reply)
         } catch (error) {
@@ -244,7 +251,7 @@ export function createAiService (options: AiServiceOptions) {
             throw aborted()
           }
         } finally {
-          attempt.end()
+          attempt.end(completed)
         }
       }
     } finally {
