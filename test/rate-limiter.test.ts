@@ -136,7 +136,7 @@ t.test('a failing store lets the request through at once, without headers or del
 })
 
 t.test('through the app: one count serves the limit and the slow-down', async (t) => {
-  const app = await buildTestApp(t, { RATE_LIMIT_MAX: 3, SLOW_DOWN_AFTER: 1, SLOW_DOWN_DELAY_MS: 150, SLOW_DOWN_MAX_DELAY_MS: 1000 })
+  const app = await buildTestApp(t, { RATE_LIMIT_MAX: 3, SLOW_DOWN_AFTER: 1, SLOW_DOWN_DELAY_MS: 300, SLOW_DOWN_MAX_DELAY_MS: 1000 })
   const timings: Array<[number, string | undefined, number]> = []
   for (let n = 1; n <= 4; n++) {
     const started = performance.now()
@@ -144,9 +144,10 @@ t.test('through the app: one count serves the limit and the slow-down', async (t
     timings.push([response.statusCode, response.headers['ratelimit-remaining'] as string | undefined, performance.now() - started])
   }
   t.same(timings.map(([status, remaining]) => [status, remaining]), [[200, '2'], [200, '1'], [200, '0'], [429, '0']])
-  const [first, second, third, fourth] = timings.map(([, , ms]) => ms) as [number, number, number, number]
-  t.ok(first < 130 && second >= 130 && third >= 280, `the 2nd and 3rd are slowed by the count the limit shows (${timings.map(([, , ms]) => Math.round(ms)).join(', ')} ms)`)
-  t.ok(fourth < 280, 'the refused 4th is not delayed')
+  // Lower bounds only, 20 ms early for timer rounding: a loaded machine makes anything slower.
+  const [, second, third, fourth] = timings.map(([, , ms]) => ms) as [number, number, number, number]
+  t.ok(second >= 280 && third >= 580, `the 2nd and 3rd are slowed by the count the limit shows (${timings.map(([, , ms]) => Math.round(ms)).join(', ')} ms)`)
+  t.ok(fourth < third, 'the refused 4th is not delayed')
 })
 
 t.test('through the app with Redis: one key per client, one count per request', async (t) => {

@@ -1,8 +1,8 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { normalizeIP } from '../services/limits/client-key.js'
 import { createMemoryCounterStore, type CounterStore } from '../services/limits/counter-store.js'
-import { createRateLimiter } from '../services/limits/rate-limiter.js'
+import { createRateLimiter, type Done } from '../services/limits/rate-limiter.js'
 import { createRedisCounterStore } from '../services/limits/redis-counter-store.js'
 import { createSlowDown } from '../services/limits/slow-down.js'
 
@@ -19,7 +19,7 @@ declare module 'fastify' {
      * the budget is spent, without delaying it: for a route that is not
      * limited itself but counts some requests (a wrong STATS_TOKEN guess).
      */
-    countRequest: (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => void
+    countRequest: (request: FastifyRequest, reply: FastifyReply, done: Done) => void
   }
 }
 
@@ -77,11 +77,12 @@ export default fp(async (app) => {
   const limitAi = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) =>
     limiter.admitAi(normalizeIP(request.ip), reply, done)
 
-  app.decorate('countRequest', (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) =>
+  app.decorate('countRequest', (request: FastifyRequest, reply: FastifyReply, done: Done) =>
     limiter.count(normalizeIP(request.ip), reply, done))
 
   app.addHook('onRoute', (route) => {
-    if (route.config?.rateLimit === false) return
+    // OPTIONS requests are all counted by the hook below: once is enough.
+    if (route.config?.rateLimit === false || route.method === 'OPTIONS') return
     appendOnRequest(route, route.config?.aiRateLimit === true ? limitAi : limit)
   })
 
@@ -91,7 +92,7 @@ export default fp(async (app) => {
   // route registered before this plugin, so a scanner's OPTIONS to unknown
   // URLs would never be counted. Preflights it approves are answered in its
   // own earlier hook and so are not counted.
-  app.addHook('onRequest', function limitUnknownRoutes (this: FastifyInstance, request, reply, done) {
+  app.addHook('onRequest', function limitUnknownRoutes (request, reply, done) {
     if (!request.is404 && request.method !== 'OPTIONS') return done()
     limit(request, reply, done)
   })
