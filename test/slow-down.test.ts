@@ -1,15 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { App } from '../src/app.js'
-import { createMemorySlowDownStore, createSlowDown, delayFor, type SlowDownStore } from '../src/services/limits/slow-down.js'
+import { createSlowDown, delayFor } from '../src/services/limits/slow-down.js'
 import { buildTestApp } from './helper.js'
 import { freePort } from './redis-server.js'
 
 /*
- * SPEC §5 progressive speed limiting: the store and the delay on their own,
- * then through the whole app with delays measured against tolerant lower
- * bounds, and upper bounds a whole delay step above them, so a busy two-core
- * machine trips neither.
+ * SPEC §5 progressive speed limiting: the delay on its own (its count is the
+ * general rate limit's: test/rate-limiter.test.ts), then through the whole
+ * app with delays measured against tolerant lower bounds, and upper bounds a
+ * whole delay step above them, so a busy two-core machine trips neither.
  *
  * A timer counts from the event loop's cached clock, which can lag the real
  * one by however long the current loop turn has run: measured from a stale
@@ -35,91 +35,33 @@ t.test('delayFor: (n − after) × delay, capped (SPEC §5 defaults)', async (t)
   t.same([1, 2, 3].map((n) => delayFor(n, { after: 0, delayMs: 100, maxDelayMs: 250 })), [100, 200, 250])
 })
 
-t.test('memory store: counts per client per window', async (t) => {
-  let now = 0
-  const store = createMemorySlowDownStore({ windowMs: 1000, maxKeys: 100, now: () => now })
-  t.teardown(() => store.close())
-  t.same([store.hit('a'), store.hit('a'), store.hit('b'), store.hit('a')], [1, 2, 1, 3])
-  now = 999
-  t.equal(store.hit('a'), 4, 'still the same window')
-  now = 1000
-  t.equal(store.hit('a'), 1, 'a new window starts at the first request after the old one ended')
-  t.equal(store.hit('b'), 1)
-})
-
-t.test('memory store: ended windows are swept and the number of clients is capped', async (t) => {
-  let now = 0
-  const store = createMemorySlowDownStore({ windowMs: 1000, maxKeys: 3, now: () => now })
-  t.teardown(() => store.close())
-  store.hit('a')
-  now = 100
-  store.hit('b')
-  now = 200
-  store.hit('c')
-  t.equal(store.size, 3)
-  now = 300
-  store.hit('d')
-  t.equal(store.size, 3, 'never more than maxKeys')
-  t.equal(store.hit('c'), 2, 'the newer clients were kept')
-  t.equal(store.hit('a'), 1, 'the client whose window ends soonest was forgotten (and now b is)')
-  t.equal(store.size, 3)
-  now = 1250
-  t.equal(store.sweep(), 1, 'only the window that ended (c, since 1200) is swept')
-  t.equal(store.size, 2)
-  now = 5000
-  t.equal(store.sweep(), 2)
-  t.equal(store.size, 0, 'nothing is left once every window ended')
-})
-
-t.test('slow-down: proceeds at once, after the delay, or at once when the store fails', async (t) => {
-  const counts = new Map<string, number>()
-  const counting: SlowDownStore = {
-    hit: (key) => { counts.set(key, (counts.get(key) ?? 0) + 1); return counts.get(key) as number },
-    close: async () => { counts.clear() }
-  }
-  const slowDown = createSlowDown({ store: counting, after: 1, delayMs: 200, maxDelayMs: 1000, onStoreError: () => t.fail('no store error') })
+t.test('slow-down: proceeds at once or after the delay of the n-th request', async (t) => {
+  const slowDown = createSlowDown({ after: 1, delayMs: 200, maxDelayMs: 1000 })
 
   let proceeded = false
-  slowDown.admit('a', () => { proceeded = true })
+  slowDown.proceedAfter(1, () => { proceeded = true })
   t.ok(proceeded, 'an undelayed request proceeds synchronously')
 
   const { ms } = await timed(() => new Promise<void>((resolve) => {
-    slowDown.admit('a', resolve)
+    slowDown.proceedAfter(2, resolve)
     t.equal(slowDown.waiting, 1)
   }))
   t.ok(ms >= 200 - EARLY_MS, `the second request waited ${Math.round(ms)} ms`)
   t.equal(slowDown.waiting, 0, 'no timer is left behind')
-
-  const errors: unknown[] = []
-  const failure = new Error('store unreachable')
-  for (const store of [
-    { hit: () => { throw failure }, close: async () => {} },
-    { hit: async () => { throw failure }, close: async () => {} }
-  ] satisfies SlowDownStore[]) {
-    const failing = createSlowDown({ store, after: 0, delayMs: 10000, maxDelayMs: 10000, onStoreError: (error) => errors.push(error) })
-    const { ms } = await timed(() => new Promise<void>((resolve) => failing.admit('a', resolve)))
-    t.ok(ms < 1000, 'a failing store lets the request through at once')
-  }
-  t.same(errors, [failure, failure], 'each failure is reported')
 })
 
 t.test('slow-down: close releases waiting requests and delays none after', async (t) => {
-  let closed = false
-  let hits = 0
-  const store: SlowDownStore = { hit: () => ++hits, close: async () => { closed = true } }
-  const slowDown = createSlowDown({ store, after: 0, delayMs: 10000, maxDelayMs: 10000, onStoreError: () => {} })
+  const slowDown = createSlowDown({ after: 0, delayMs: 10000, maxDelayMs: 10000 })
   const started = performance.now()
-  const released = new Promise<void>((resolve) => slowDown.admit('a', resolve))
+  const released = new Promise<void>((resolve) => slowDown.proceedAfter(1, resolve))
   t.equal(slowDown.waiting, 1)
-  await slowDown.close()
+  slowDown.close()
   await released
   t.ok(performance.now() - started < 1000, 'the waiting request proceeded at once')
   t.equal(slowDown.waiting, 0)
-  t.ok(closed, 'the store is closed')
   let proceeded = false
-  slowDown.admit('a', () => { proceeded = true })
+  slowDown.proceedAfter(5, () => { proceeded = true })
   t.ok(proceeded, 'after close, requests proceed at once')
-  t.equal(hits, 1, 'without touching the closed store')
 })
 
 t.test('defaults: the 51st request in the window waits 500 ms, the 52nd 1000 ms', async (t) => {

@@ -48,7 +48,7 @@ export function createServers (scratch) {
         GEMINI_API_KEY: 'bench-key',
         GEMINI_BASE_URL: fake.url,
         RATE_LIMIT_MAX: '1000000000',
-        SLOW_DOWN_AFTER: '999999999', // below RATE_LIMIT_MAX: the slow-down hook stays on
+        SLOW_DOWN_AFTER: '999999999', // below RATE_LIMIT_MAX: the slow-down check stays on
         AI_RATE_LIMIT_MAX: '1000000000',
         AI_MAX_CONCURRENCY: '1000',
         WS_MAX_CONNECTIONS: '1000000',

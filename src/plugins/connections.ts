@@ -1,6 +1,6 @@
-import { normalizeIP } from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
 import { parseTrustProxy } from '../config.js'
+import { normalizeIP } from '../services/limits/client-key.js'
 import type { ConnectionRefusal } from '../services/limits/connection-counts.js'
 import { defaultMaxConnections, limitConnections, openFileLimit, trustedProxies } from '../services/http/connection-limits.js'
 

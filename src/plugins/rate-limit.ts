@@ -1,18 +1,29 @@
-import rateLimit, { normalizeIP } from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { rateLimited } from '../errors.js'
-import { createRedisSlowDownStore } from '../services/limits/redis-slow-down-store.js'
-import { createMemorySlowDownStore, createSlowDown } from '../services/limits/slow-down.js'
+import { normalizeIP } from '../services/limits/client-key.js'
+import { createMemoryCounterStore, type CounterStore } from '../services/limits/counter-store.js'
+import { createRateLimiter, type Done } from '../services/limits/rate-limiter.js'
+import { createRedisCounterStore } from '../services/limits/redis-counter-store.js'
+import { createSlowDown } from '../services/limits/slow-down.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
+    /** false: neither counted, limited nor slowed down (health probes, scrapes, the WebSocket upgrade). */
+    rateLimit?: false
     /** Also counts against AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS (SPEC §5, /api/ai-companion/*). */
     aiRateLimit?: boolean
   }
+  interface FastifyInstance {
+    /**
+     * Counts `request` against the general limit and refuses it (429) once
+     * the budget is spent, without delaying it: for a route that is not
+     * limited itself but counts some requests (a wrong STATS_TOKEN guess).
+     */
+    countRequest: (request: FastifyRequest, reply: FastifyReply, done: Done) => void
+  }
 }
 
-/** Clients tracked per limit at once; past it the least recently seen is forgotten, so memory stays bounded. */
+/** Clients tracked per limit at once; past it the window closest to its end is forgotten, so memory stays bounded. */
 const MAX_TRACKED_CLIENTS = 10_000
 
 /** Adds a route-level onRequest hook without mutating an array the route may share with its HEAD twin. */
@@ -23,19 +34,17 @@ function appendOnRequest (route: RouteOptions, hook: onRequestHookHandler): void
 
 /**
  * Abuse protection (SPEC §5), per client IP (`request.ip`, so TRUST_PROXY decides
- * what the IP is; IPv6 clients are grouped by /64):
+ * what the IP is; IPv6 clients are grouped by /64), by services/limits/rate-limiter.ts:
  * - secure by default: every route registered after this plugin, and every
  *   unknown URL, counts against RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS and is
- *   slowed down past SLOW_DOWN_AFTER; `config: { rateLimit: false }` (the
- *   plugin's own flag) opts a route out of both, as the health probes do;
+ *   slowed down past SLOW_DOWN_AFTER (the same count); `config: { rateLimit: false }`
+ *   opts a route out of both, as the health probes do;
  * - `config: { aiRateLimit: true }` adds AI_RATE_LIMIT_MAX per AI_RATE_LIMIT_WINDOW_MS.
  * Routes registered before it (the /docs UI) are not seen and not limited; OPTIONS requests
  * other than approved CORS preflights have no route and count as unknown URLs.
  * Counters live in this instance's memory, or with REDIS_URL in Redis, shared
- * by every instance (@fastify/rate-limit's own Redis store for the limits).
- * A failing counter store lets requests through rather than answering 500,
- * and fails fast: Redis commands never wait for a reconnect.
- * @see https://github.com/fastify/fastify-rate-limit
+ * by every instance. A failing counter store lets requests through rather
+ * than answering 500, and fails fast: Redis commands never wait for a reconnect.
  */
 export default fp(async (app) => {
   const {
@@ -44,65 +53,36 @@ export default fp(async (app) => {
   } = app.config
   const { redis, redisKeys } = app
 
-  await app.register(rateLimit, {
-    global: true,
-    max: RATE_LIMIT_MAX,
-    timeWindow: RATE_LIMIT_WINDOW_MS,
-    cache: MAX_TRACKED_CLIENTS,
-    ...(redis === undefined ? {} : { redis: redis.client, nameSpace: redisKeys.rateLimit }),
-    skipOnError: true,
-    enableDraftSpec: true, // ratelimit-limit / -remaining / -reset
-    errorResponseBuilder: (_request, { ttl }) => rateLimited(Math.ceil(ttl / 1000))
+  const store = (windowMs: number, keyOf: (client: string) => string): CounterStore => redis === undefined
+    ? createMemoryCounterStore({ windowMs, maxKeys: MAX_TRACKED_CLIENTS })
+    : createRedisCounterStore({ redis: redis.client, keyOf, windowMs })
+
+  const limiter = createRateLimiter({
+    general: { store: store(RATE_LIMIT_WINDOW_MS, redisKeys.rateLimit), max: RATE_LIMIT_MAX },
+    ai: { store: store(AI_RATE_LIMIT_WINDOW_MS, redisKeys.aiRateLimit), max: AI_RATE_LIMIT_MAX },
+    // When SLOW_DOWN_AFTER ≥ RATE_LIMIT_MAX the general limit refuses a request
+    // before it could be slowed: then nothing is ever delayed.
+    slowDown: SLOW_DOWN_DELAY_MS > 0 && SLOW_DOWN_AFTER < RATE_LIMIT_MAX
+      ? createSlowDown({ after: SLOW_DOWN_AFTER, delayMs: SLOW_DOWN_DELAY_MS, maxDelayMs: SLOW_DOWN_MAX_DELAY_MS })
+      : undefined,
+    // Debug only: during a store outage this would fire on every request, and
+    // readiness already reports the store.
+    onStoreError: (error) => app.log.debug({ err: error }, 'rate-limit store failed; request let through')
   })
 
-  // Without options, the hook shares the global limit's counters (for unknown URLs).
-  const generalLimit = app.rateLimit()
+  // Callback hooks: with the memory store, a request neither refused nor
+  // delayed costs no promise.
+  const limit = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) =>
+    limiter.admit(normalizeIP(request.ip), reply, done)
+  const limitAi = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) =>
+    limiter.admitAi(normalizeIP(request.ip), reply, done)
 
-  // A second limit on the same request cannot be a second `app.rateLimit()` hook:
-  // the plugin runs one such hook per request. `createRateLimit` only counts, so
-  // the refusal and headers are ours. (`cache` is read by the store, though not typed here.)
-  const aiLimitOptions = { max: AI_RATE_LIMIT_MAX, timeWindow: AI_RATE_LIMIT_WINDOW_MS, cache: MAX_TRACKED_CLIENTS }
-  const checkAiLimit = app.createRateLimit(aiLimitOptions)
-
-  async function aiRateLimit (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const limit = await checkAiLimit(request)
-    if (limit.isAllowed) return
-    // Both limits apply here; the headers describe the one closer to refusing.
-    const general = reply.getHeader('ratelimit-remaining')
-    if (limit.isExceeded || general === undefined || limit.remaining <= Number(general)) {
-      reply.header('ratelimit-limit', limit.max)
-        .header('ratelimit-remaining', limit.remaining)
-        .header('ratelimit-reset', limit.ttlInSeconds)
-    }
-    if (limit.isExceeded) throw rateLimited(limit.ttlInSeconds)
-  }
-
-  // When SLOW_DOWN_AFTER ≥ RATE_LIMIT_MAX the general limit refuses a request
-  // before it could be slowed: then there is no slow-down hook at all.
-  const slowDown = SLOW_DOWN_DELAY_MS > 0 && SLOW_DOWN_AFTER < RATE_LIMIT_MAX
-    ? createSlowDown({
-      store: redis === undefined
-        ? createMemorySlowDownStore({ windowMs: RATE_LIMIT_WINDOW_MS, maxKeys: MAX_TRACKED_CLIENTS })
-        : createRedisSlowDownStore({ redis: redis.client, keys: redisKeys, windowMs: RATE_LIMIT_WINDOW_MS }),
-      after: SLOW_DOWN_AFTER,
-      delayMs: SLOW_DOWN_DELAY_MS,
-      maxDelayMs: SLOW_DOWN_MAX_DELAY_MS,
-      // Debug only: during a store outage this would fire on every request, and
-      // readiness already reports the store.
-      onStoreError: (error) => app.log.debug({ err: error }, 'slow-down store failed; request let through')
-    })
-    : undefined
-
-  // Same key as the rate limits (IPv6 grouped by /64); a callback hook, so an
-  // undelayed request costs no promise.
-  const slowDownHook = slowDown === undefined
-    ? undefined
-    : (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => slowDown.admit(normalizeIP(request.ip), done)
+  app.decorate('countRequest', (request: FastifyRequest, reply: FastifyReply, done: Done) =>
+    limiter.count(normalizeIP(request.ip), reply, done))
 
   app.addHook('onRoute', (route) => {
-    // Runs after @fastify/rate-limit's own onRoute hook: general limit, then AI limit, then the delay.
-    if (route.config?.aiRateLimit === true) appendOnRequest(route, aiRateLimit)
-    if (slowDownHook !== undefined && route.config?.rateLimit !== false) appendOnRequest(route, slowDownHook)
+    if (route.config?.rateLimit === false) return
+    appendOnRequest(route, route.config?.aiRateLimit === true ? limitAi : limit)
   })
 
   // Unknown URLs have no route to configure: one cheap check on every request
@@ -110,16 +90,11 @@ export default fp(async (app) => {
   // answers OPTIONS, so a scanner's OPTIONS requests are counted here too;
   // approved CORS preflights are answered earlier, by the security plugin's
   // CORS hook, and so are not counted.
-  app.addHook('onRequest', function limitUnknownRoutes (this: FastifyInstance, request, reply, done) {
+  app.addHook('onRequest', function limitUnknownRoutes (request, reply, done) {
     if (!request.is404) return done()
-    generalLimit.call(this, request, reply).then(
-      () => slowDownHook === undefined ? done() : slowDownHook(request, reply, done),
-      done
-    )
+    limit(request, reply, done)
   })
 
-  if (slowDown !== undefined) {
-    // Delayed requests are in flight: let them proceed at once rather than hold the drain.
-    app.addHook('preClose', async () => slowDown.close())
-  }
+  // Delayed requests are in flight: let them proceed at once rather than hold the drain.
+  app.addHook('preClose', async () => limiter.close())
 }, { name: 'rate-limit', dependencies: ['config', 'errors', 'redis'] })

@@ -1,5 +1,4 @@
 import { finished, Readable } from 'node:stream'
-import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
@@ -13,6 +12,7 @@ import { AiUnavailableError, type CompanionReply } from '../services/ai/service.
 import { createIdempotency, type IdempotentRun } from '../services/companion/idempotency.js'
 import { createReplyLock, longestReplyMs } from '../services/companion/reply-lock.js'
 import { isoTime } from '../services/iso-time.js'
+import { normalizeIP } from '../services/limits/client-key.js'
 import type { CompanionSession, Persona, StoredTurn } from '../services/sessions/store.js'
 
 declare module 'fastify' {

@@ -46,17 +46,17 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
 
   if (STATS_TOKEN !== undefined) {
     const authorized = bearerCheck(STATS_TOKEN)
-    // Counts against the general limit's counters (SPEC §6: wrong guesses do).
-    const countGuess = app.rateLimit()
     // Encapsulated: applies to this plugin's routes only, none of which is
-    // limited itself with a token set. A failed guess is counted here, and
-    // refused with 429 once the budget is spent; a right token never is.
-    app.addHook('preHandler', async (request, reply) => {
-      if (!authorized(request.headers.authorization)) {
-        await countGuess.call(app, request, reply)
+    // limited itself with a token set. A failed guess is counted against the
+    // general limit (SPEC §6), and refused with 429 once the budget is spent;
+    // a right token never is.
+    app.addHook('preHandler', (request, reply, done) => {
+      if (authorized(request.headers.authorization)) return done()
+      app.countRequest(request, reply, (refused) => {
+        if (refused !== undefined) return done(refused)
         reply.header('www-authenticate', 'Bearer')
-        throw new Errors.UNAUTHORIZED()
-      }
+        done(new Errors.UNAUTHORIZED())
+      })
     })
   }
 

@@ -1,10 +1,10 @@
-import { createMemorySlowDownStore } from './slow-down.js'
+import { createMemoryCounterStore } from './counter-store.js'
 
 /*
- * "At most `rate` per `windowMs` per key", for limits that have no request to
- * hang @fastify/rate-limit on (a WebSocket join, an upgrade refused before
- * routing, a log line). The counting is the slow-down's memory store: fixed
- * windows, at most `maxKeys` keys, the oldest window forgotten first.
+ * "At most `rate` per `windowMs` per key", for limits that have no HTTP
+ * request to hang the rate limiter on (a WebSocket join, an upgrade refused
+ * before routing, a log line). The counting is the rate limits' memory store:
+ * fixed windows, at most `maxKeys` keys, the oldest window forgotten first.
  */
 
 /** Clients tracked at once, as for the HTTP rate limits. */
@@ -18,13 +18,10 @@ export interface KeyedRateOptions {
 }
 
 export function createKeyedRate ({ rate, windowMs, maxKeys = MAX_KEYS, now }: KeyedRateOptions) {
-  const counter = createMemorySlowDownStore({ windowMs, maxKeys, now })
+  const counter = createMemoryCounterStore({ windowMs, maxKeys, now })
   return {
     /** Counts one event of `key`; false once the key is over the rate in its window. */
-    take (key: string): boolean {
-      // The memory store answers synchronously.
-      return (counter.hit(key) as number) <= rate
-    },
+    take: (key: string): boolean => counter.hit(key).count <= rate,
     /** What to tell a refused client: the whole window, an upper bound. */
     retryAfterSeconds: Math.max(1, Math.ceil(windowMs / 1000)),
     close: () => counter.close()

@@ -17,10 +17,11 @@
  * | `room:{<id>}:msg:<clientMsgId>`       | string | the seq a clientMsgId was recorded with (SPEC §3 duplicates) | 10 minutes (at most SESSION_TTL_MS) |
  * | `fanout`                              | stream | every instance's multiplayer frames, in one order: s (session), q (seq; recorded events only), x (user skipped), f (frame) | none: trimmed to about REDIS_FANOUT_MAXLEN entries |
  * | `sessions:companion`, `sessions:room` | zset   | session id → ms at which it expires: cheap counts without SCAN | none (emptied by expiry) |
- * | `rate:<ip>`, `rate:undefinedundefined-<ip>` | string | @fastify/rate-limit counters: general, AI (its child-store naming) | the window |
- * | `slow:<ip>`                           | string | the slow-down counter                                        | the general window       |
+ * | `rate:<ip>`                           | string | the general rate limit's count, which the slow-down reads too | RATE_LIMIT_WINDOW_MS from the first request |
+ * | `rate-ai:<ip>`                        | string | the AI rate limit's count                                    | AI_RATE_LIMIT_WINDOW_MS from the first request |
  *
- * Sessions' Lua scripts live in ./scripts/, and only they write session keys.
+ * `<ip>` is the client key (services/limits/client-key.ts: IPv6 by /64).
+ * Lua scripts live in ./scripts/: only they write session keys and counters.
  */
 
 export type RedisKeys = ReturnType<typeof redisKeys>
@@ -49,8 +50,7 @@ export function redisKeys (prefix: string) {
     request: (key: string) => `${prefix}request:${key}`,
     companionIndex: `${prefix}sessions:companion`,
     roomIndex: `${prefix}sessions:room`,
-    /** @fastify/rate-limit's `nameSpace`: it appends the client key (and a route part for child limits). */
-    rateLimit: `${prefix}rate:`,
-    slowDown: (client: string) => `${prefix}slow:${client}`
+    rateLimit: (client: string) => `${prefix}rate:${client}`,
+    aiRateLimit: (client: string) => `${prefix}rate-ai:${client}`
   }
 }
