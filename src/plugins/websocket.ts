@@ -19,6 +19,9 @@ const CLOSE_INTERNAL_ERROR = 1011
  * The multiplayer chat over WebSocket at GET /ws (SPEC §3): @fastify/websocket
  * with limits from the config, the upgrade checks (Origin, connection caps)
  * made before upgrading, and a close with 1001 for everyone on shutdown.
+ * Encapsulated: @fastify/websocket adds an onRequest and an onResponse hook
+ * to every route of its context, and only /ws needs them (they were 6 % of
+ * GET /api/sessions/:id in a profile).
  * @see https://github.com/fastify/fastify-websocket
  * @see https://github.com/websockets/ws/blob/master/doc/ws.md
  */
@@ -160,4 +163,4 @@ export default fp(async (app) => {
       gateway.accept(socket, normalizeIP(request.ip))
     }
   })
-}, { name: 'websocket-chat', dependencies: ['config', 'logging', 'errors', 'redis', 'sessions', 'metrics'] })
+}, { name: 'websocket-chat', encapsulate: true, dependencies: ['config', 'logging', 'errors', 'redis', 'sessions', 'metrics'] })
