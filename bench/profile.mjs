@@ -4,7 +4,7 @@
 // where absolute figures do not.
 //
 //   node bench/profile.mjs [--scenario health|session|session-404|chat] [--seconds 15] [--dist DIR] [--top 25]
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -43,7 +43,12 @@ try {
   console.log(`${options.scenario}: ${result.rps.toFixed(0)} req/s under the profiler (p99 ${result.p99Ms} ms, non-2xx ${result.non2xx})`)
   await target.stop()
   const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'))
-  summarise(JSON.parse(readFileSync(join(profileDir, file), 'utf8')), Number(options.top))
+  // Kept for Chrome DevTools (Performance → Load profile), next to the bench reports.
+  const kept = join(ROOT, 'bench/results', `profile-${options.scenario}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`)
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
+  copyFileSync(join(profileDir, file), kept)
+  console.log(`profile: ${kept}`)
+  summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top))
 } finally {
   await stopAll()
   rmSync(scratch, { recursive: true, force: true })
