@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fixedRate, wrk } from './lib/http-load.mjs'
 import { hasTaskset, LOAD_CORE, pinSelf, ROOT, SERVER_CORE } from './lib/processes.mjs'
-import { createServers } from './lib/servers.mjs'
+import { createServers, createSession } from './lib/servers.mjs'
 import { closeAll, fanOut, openIdle } from './lib/ws-load.mjs'
 import { soak } from './soak.mjs'
 
@@ -64,7 +64,18 @@ const candidates = () => options['compare-dist'] === undefined
 
 /* ---------- the scenarios ---------- */
 
-const chatRequest = (target) => ({ method: 'POST', body: { sessionId: target.sessionId, message: 'How was your day?' } })
+/**
+ * A companion session answers one chat turn at a time (409 SESSION_BUSY), so
+ * the chat load turns over CHAT_SESSIONS sessions of ours; the baselines
+ * ignore the session.
+ */
+const CHAT_SESSIONS = 200
+async function chatRequest (target) {
+  target.chatSessionIds ??= target.ours === true
+    ? await Promise.all(Array.from({ length: CHAT_SESSIONS }, () => createSession(target.url)))
+    : [target.sessionId]
+  return { method: 'POST', bodies: target.chatSessionIds.map((sessionId) => ({ sessionId, message: 'How was your day?' })) }
+}
 
 /**
  * Each scenario: the servers it compares (name → start), one measurement,
@@ -95,7 +106,7 @@ const scenarios = {
   chat: {
     title: 'POST /api/ai-companion/chat, max (fake Gemini 0 ms)',
     servers: () => [...candidates(), ['bare', () => baselineServer('bare')], ['express', () => baselineServer('express')]],
-    measure: (target) => wrk(`${target.url}/api/ai-companion/chat`, { ...settings, request: chatRequest(target), cpuSeconds: target.cpuSeconds }),
+    measure: async (target) => wrk(`${target.url}/api/ai-companion/chat`, { ...settings, request: await chatRequest(target), cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
     ratios: [['bare', '≥', 0.85], ['express', 'info']]
   },
@@ -106,7 +117,7 @@ const scenarios = {
       ['bare', () => baselineServer('bare', settings.upstreamMs)]
     ],
     measure: async (target) => {
-      const result = await fixedRate(`${target.url}/api/ai-companion/chat`, { ...settings, rate: settings.chatRate, request: chatRequest(target) })
+      const result = await fixedRate(`${target.url}/api/ai-companion/chat`, { ...settings, rate: settings.chatRate, request: await chatRequest(target) })
       return { ...result, addedP99Ms: result.p99Ms - settings.upstreamMs }
     },
     figure: 'addedP99Ms',

@@ -11,14 +11,20 @@ import { LOAD_CORE, pinned } from './processes.mjs'
 
 const run = promisify(execFile)
 
-/** A wrk Lua script sending one fixed request (method, JSON body). */
-function luaScript ({ method = 'GET', body, headers = {} }) {
+/**
+ * A wrk Lua script sending one fixed request (method, JSON body), or with
+ * `bodies` the next of those JSON bodies in turn.
+ */
+function luaScript ({ method = 'GET', body, bodies, headers = {} }) {
   const lines = [`wrk.method = ${JSON.stringify(method)}`]
-  if (body !== undefined) {
-    lines.push(`wrk.body = ${JSON.stringify(JSON.stringify(body))}`)
-    lines.push('wrk.headers["Content-Type"] = "application/json"')
-  }
+  if (body !== undefined || bodies !== undefined) lines.push('wrk.headers["Content-Type"] = "application/json"')
+  if (body !== undefined) lines.push(`wrk.body = ${JSON.stringify(JSON.stringify(body))}`)
   for (const [name, value] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(name)}] = ${JSON.stringify(value)}`)
+  if (bodies !== undefined) {
+    lines.push(`local bodies = { ${bodies.map((each) => JSON.stringify(JSON.stringify(each))).join(', ')} }`)
+    lines.push('local next = 0')
+    lines.push('request = function() next = next % #bodies + 1; return wrk.format(nil, nil, nil, bodies[next]) end')
+  }
   return lines.join('\n') + '\n'
 }
 
@@ -71,13 +77,18 @@ export async function wrk (url, { connections, seconds, warmupSeconds, request =
  * `seconds` (after a warm-up at the same rate); latency percentiles in ms.
  */
 export async function fixedRate (url, { rate, connections, seconds, warmupSeconds, request = {} }) {
+  const json = request.body !== undefined || request.bodies !== undefined
+  const bodies = request.bodies?.map((each) => JSON.stringify(each))
+  let next = 0
   const options = {
     url,
     connections,
     overallRate: rate,
     method: request.method ?? 'GET',
     body: request.body === undefined ? undefined : JSON.stringify(request.body),
-    headers: request.body === undefined ? request.headers : { 'content-type': 'application/json', ...request.headers }
+    headers: json ? { 'content-type': 'application/json', ...request.headers } : request.headers,
+    // With `bodies`, each request takes the next one in turn.
+    ...(bodies === undefined ? {} : { requests: [{ setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length] }) }] })
   }
   if (warmupSeconds > 0) await autocannon({ ...options, duration: warmupSeconds })
   const result = await autocannon({ ...options, duration: seconds })

@@ -59,11 +59,13 @@ export function createServers (scratch) {
         HIGH_CONNECTIONS: '1000000',
         SESSION_CREATE_RATE: '1000000000',
         WS_UPGRADE_RATE: '1000000000',
+        HTTP_MAX_CONNECTIONS_PER_IP: '1000000', // the idle-connection scenario opens 20,000 from one address
         ...env
       }
     })
     // Sessions live in each instance's memory: every instance gets its own.
     target.sessionId = await createSession(target.url)
+    target.ours = true
     return target
   }
 
