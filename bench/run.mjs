@@ -180,10 +180,15 @@ const scenarios = {
   }
 }
 
-/** Idle connections: as many as the open-file limit lets both ends hold. */
+/**
+ * Idle connections: as many as our server accepts at this open-file limit
+ * (HTTP_MAX_CONNECTIONS defaults to 80 % of it, the rest kept for log files
+ * and Redis; past it connections are refused by design), the same count
+ * for every server.
+ */
 function idleCount () {
   if (options.quick) return 2000
-  return Math.max(1000, Math.min(20_000, openFileLimit() - 200))
+  return Math.max(1000, Math.min(20_000, Math.floor(openFileLimit() * 0.8) - 100))
 }
 
 function openFileLimit () {

@@ -1,11 +1,14 @@
 // A redis-server for the Redis scenarios (Debian's package; the bench needs
 // it only for them): a free port, no persistence, pinned to the load core
-// with the load generators, so the servers' core holds only our instances.
+// with the load generators, so the servers' core holds only our instances
+// (BENCH_REDIS_CORE=0 puts it with the servers instead).
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LOAD_CORE, pinned } from './processes.mjs'
+
+const REDIS_CORE = Number(process.env.BENCH_REDIS_CORE ?? LOAD_CORE)
 
 async function freePort () {
   const server = createServer().listen(0, '127.0.0.1')
@@ -17,7 +20,7 @@ async function freePort () {
 
 export async function startRedis () {
   const port = await freePort()
-  const [command, args] = pinned(LOAD_CORE, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'])
+  const [command, args] = pinned(REDIS_CORE, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'])
   const child = spawn(command, args, { stdio: 'ignore' })
   const cli = (...argv) => execFileSync('redis-cli', ['-p', String(port), ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
   for (let tries = 0; ; tries++) {
