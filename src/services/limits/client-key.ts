@@ -12,7 +12,8 @@ import { isIPv6 } from 'node:net'
 
 /** The client key of a request's IP (`request.ip`). */
 export function normalizeIP (ip: string): string {
-  if (!isIPv6(ip)) return ip.toLowerCase()
+  // Every request passes here: an IPv4 address (no colon) skips isIPv6's long regex.
+  if (!ip.includes(':') || !isIPv6(ip)) return ip.toLowerCase()
   const groups = ipv6Groups(ip)
   if (groups[5] === 0xffff && groups.slice(0, 5).every((group) => group === 0)) {
     const [high = 0, low = 0] = groups.slice(6)
