@@ -21,6 +21,14 @@ export interface ResourceSamplerOptions {
 /** Histogram resolution; its own timer, so it is subtracted from the mean delay. */
 const RESOLUTION_MS = 10
 
+/**
+ * Period of the stall watch. The longest delay is not the histogram's max:
+ * histogram.reset() forgets when it last ticked, so the first delay after
+ * each sample is never recorded, and a loop blocked for longer than a
+ * sample interval, with few turns between blocks, showed no stall at all.
+ */
+const WATCH_MS = 100
+
 export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerOptions) {
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
   histogram.enable()
@@ -42,6 +50,14 @@ export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerO
   }
 
   let lastSample = performance.now()
+  let lastTurn = lastSample
+  let longestGap = 0
+
+  /** A turn of the loop at `at`: the gap since the last one, past the watch's period, is a delay. */
+  function turn (at: number): void {
+    longestGap = Math.max(longestGap, at - lastTurn - WATCH_MS)
+    lastTurn = at
+  }
 
   function sample (): void {
     const at = performance.now()
@@ -50,7 +66,10 @@ export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerO
     const mean = histogram.mean / 1e6
     const late = Math.max(0, at - lastSample - intervalMs)
     figures.eventLoopDelayMs = Number.isNaN(mean) ? late : Math.max(0, mean - RESOLUTION_MS)
-    figures.eventLoopLongestDelayMs = Number.isNaN(mean) ? late : Math.max(late, histogram.max / 1e6 - RESOLUTION_MS)
+    // This sample is a turn too: a block that ended just now counts in this sample, not the next.
+    turn(at)
+    figures.eventLoopLongestDelayMs = longestGap
+    longestGap = 0
     lastSample = at
     histogram.reset()
     readMemory()
@@ -58,12 +77,14 @@ export function createResourceSampler ({ intervalMs, onError }: ResourceSamplerO
 
   readMemory()
   const timer = setInterval(sample, intervalMs).unref()
+  const watch = setInterval(() => { turn(performance.now()) }, WATCH_MS).unref()
 
   return {
     /** The latest sampled figures (one object, updated in place). */
     figures: (): Readonly<ResourceFigures> => figures,
     close (): void {
       clearInterval(timer)
+      clearInterval(watch)
       histogram.disable()
     }
   }
