@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { createRedisConnections } from '../src/services/redis/connection.js'
 import { redisKeys } from '../src/services/redis/keys.js'
 import { createRedisSessionStore } from '../src/services/sessions/redis-store.js'
-import { startServer, until } from './helper.js'
+import { spawnServer, startServer, until } from './helper.js'
 import { startRedis, type RedisServer } from './redis-server.js'
 import { TestClient, type Envelope } from './ws-client.js'
 
@@ -227,6 +227,43 @@ t.test('the reader of an instance resumes after its connection is killed (CLIENT
   }
   await until(() => chats(frames).length === 15, 10_000, 'the later messages at B')
   t.same(chats(frames).map((frame) => frame.data.seq), Array.from({ length: 15 }, (_, i) => i + 1))
+})
+
+t.test('a connected reader that falls behind further than the stream keeps replays the skipped seqs from history, once each, in order', async (t) => {
+  const redis = await startRedis(t)
+  const prefix = `g${randomUUID().slice(0, 8)}:`
+  // A stream of about 100 entries; B's reader must not time out while B is stopped (it would then resume as after a break).
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, REDIS_FANOUT_MAXLEN: '100', REDIS_COMMAND_TIMEOUT_MS: '10000', WS_MESSAGE_RATE: '100000' }
+  const { url: a } = await startServer(t, { ...env, REDIS_FANOUT_MAXLEN: 100, REDIS_COMMAND_TIMEOUT_MS: 10_000, WS_MESSAGE_RATE: 100_000 })
+  const b = await spawnServer(t, env)
+  const far = await TestClient.connect(t, await b.url)
+  await far.join('behind', 'Far', WAIT_MS)
+  const frames = record(far)
+  const sender = await TestClient.connect(t, a)
+  await sender.join('behind', 'Sam', WAIT_MS)
+  await sender.join('busy', 'Sam', WAIT_MS)
+  const acks: string[] = []
+  const say = async (sessionId: string, text: string) => {
+    sender.send('chat message', { sessionId, text }, text)
+    const reply = await sender.next(WAIT_MS)
+    if (reply.event === 'ack') acks.push(reply.data.id)
+  }
+
+  // B's process stalls with a read pending: Redis answers it with the first
+  // entry, then the stream moves on by more than it keeps before B reads again.
+  b.child.kill('SIGSTOP')
+  for (const text of ['one', 'two', 'three']) await say('behind', text)
+  for (let i = 0; i < 250; i++) await say('busy', `busy ${i}`)
+  await say('behind', 'four')
+  t.equal(acks.length, 254, 'every message acked')
+  const length = Number(/^:(\d+)/.exec(await redis.command('XLEN', `${prefix}fanout`))?.[1])
+  t.ok(length < 254, `the stream was trimmed (${length} of 254 entries kept)`)
+  b.child.kill('SIGCONT')
+
+  await until(() => chats(frames).length >= 4, WAIT_MS, 'the four messages at B')
+  await new Promise((resolve) => setTimeout(resolve, 300)) // a duplicate would arrive by now
+  t.same(chats(frames).map((frame) => [frame.data.seq, frame.data.text]), [[1, 'one'], [2, 'two'], [3, 'three'], [4, 'four']])
+  t.match(b.stdout(), /"level":"warn".*"sessions":1,"msg":"fan-out reader missed trimmed stream entries: sessions replayed from their history"/)
 })
 
 t.test('the fan-out stream stays bounded after 100,000 recorded messages', async (t) => {

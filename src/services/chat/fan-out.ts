@@ -22,6 +22,8 @@ export interface LocalHub {
   deliverLocal: DeliverLocal
   /** The sessions with members on this instance. */
   sessionIds: () => IterableIterator<string>
+  /** The last seq delivered to a session's members here; undefined when it has none here. */
+  lastSeq: (sessionId: string) => number | undefined
 }
 
 export interface FanOut {

@@ -108,7 +108,7 @@ export function createChatHub ({
     }
   }
 
-  const fanOut = makeFanOut({ deliverLocal, sessionIds: () => local.keys() })
+  const fanOut = makeFanOut({ deliverLocal, sessionIds: () => local.keys(), lastSeq: (sessionId) => local.get(sessionId)?.lastSeq })
 
   /** Makes a joined member local: it gets what was held for it that its history (up to `joinedAt`) did not have. */
   function admit (member: Member, sessionId: string, joinedAt: number, held: readonly Held[]): void {

@@ -17,7 +17,9 @@ import type { FanOutFactory, LocalHub } from './fan-out.js'
  * nothing is lost or delivered twice. If entries after that id were trimmed
  * meanwhile (it was away longer than the stream keeps), it first replays each
  * of its sessions from the session's history; `deliverLocal` drops any seq
- * it has already delivered, so the replay and the stream may overlap.
+ * it has already delivered, so the replay and the stream may overlap. A
+ * connected reader can fall that far behind too (a stalled process): a
+ * session whose next entry skips a seq is replayed before that entry.
  *
  * Hand-written rather than socket.io's Redis Streams adapter: that one keeps
  * no seq, no per-session replay and is tied to socket.io's packet format.
@@ -43,6 +45,8 @@ export interface RedisFanOutOptions {
   maxLength: number
   /** A failure of the reader other than its connection dropping (logged by the caller). */
   onError?: (error: Error) => void
+  /** Sessions were replayed from their history: the reader missed trimmed entries (REDIS_FANOUT_MAXLEN too small for the outage or stall). */
+  onReplay?: (sessions: number) => void
 }
 
 type Entry = [id: string, fields: string[]]
@@ -68,7 +72,7 @@ async function streamInfo (reader: Redis, key: string): Promise<Record<string, u
   }
 }
 
-export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLength, onError, commandTimeoutMs = COMMAND_TIMEOUT_MS }: RedisFanOutOptions): FanOutFactory {
+export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLength, onError, onReplay, commandTimeoutMs = COMMAND_TIMEOUT_MS }: RedisFanOutOptions): FanOutFactory {
   return (hub: LocalHub) => {
     const reader = connect('fanout', { commandTimeout: BLOCK_MS + commandTimeoutMs })
     /** The last entry delivered; undefined until the reader has started. */
@@ -78,26 +82,32 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
     let markStarted: () => void = () => undefined
     const started = new Promise<void>((resolve) => { markStarted = resolve })
 
-    function deliver ([, fields]: Entry): void {
-      let sessionId = ''
-      let frame = ''
-      let except: string | undefined
-      let seq: number | undefined
+    interface Frame { sessionId: string, frame: string, except: string | undefined, seq: number | undefined }
+
+    function parse ([, fields]: Entry): Frame {
+      const parsed: Frame = { sessionId: '', frame: '', except: undefined, seq: undefined }
       for (let i = 0; i < fields.length; i += 2) {
         const value = fields[i + 1]
         switch (fields[i]) {
-          case 's': sessionId = value; break
-          case 'f': frame = value; break
-          case 'x': except = value === '' ? undefined : value; break
-          case 'q': seq = Number(value); break
+          case 's': parsed.sessionId = value; break
+          case 'f': parsed.frame = value; break
+          case 'x': parsed.except = value === '' ? undefined : value; break
+          case 'q': parsed.seq = Number(value); break
         }
       }
-      hub.deliverLocal(sessionId, frame, except, seq)
+      return parsed
     }
 
-    /** Each local session's kept events, for those whose entries were trimmed before this instance read them. */
-    async function replayLocalSessions (): Promise<void> {
-      for (const sessionId of [...hub.sessionIds()]) {
+    /** True when entries of the frame's session before it never reached this reader (trimmed first). */
+    function skipsSeq ({ sessionId, seq }: Frame): boolean {
+      const last = seq === undefined ? undefined : hub.lastSeq(sessionId)
+      return last !== undefined && (seq as number) > last + 1
+    }
+
+    /** Sessions' kept events, for those whose entries were trimmed before this instance read them. */
+    async function replay (sessionIds: string[]): Promise<void> {
+      onReplay?.(sessionIds.length)
+      for (const sessionId of sessionIds) {
         const session = await store.get(sessionId)
         if (session?.kind !== 'multiplayer') continue
         for (const event of session.history) {
@@ -113,7 +123,7 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
       const info = await streamInfo(reader, streamKey)
       if (lastId === undefined) return (info?.['last-generated-id'] as string | undefined) ?? '0-0'
       const deleted = info?.['max-deleted-entry-id'] as string | undefined
-      if (info === undefined || (deleted !== undefined && isAfter(deleted, lastId))) await replayLocalSessions()
+      if (info === undefined || (deleted !== undefined && isAfter(deleted, lastId))) await replay([...hub.sessionIds()])
       // A stream that is gone (Redis restarted empty) starts again from its beginning.
       return info === undefined ? '0-0' : lastId
     }
@@ -128,8 +138,10 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
           }
           const reply = await reader.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', streamKey, lastId) as XReadReply
           for (const entry of reply?.[0][1] ?? []) {
+            const frame = parse(entry)
+            if (skipsSeq(frame)) await replay([frame.sessionId])
             lastId = entry[0]
-            deliver(entry)
+            hub.deliverLocal(frame.sessionId, frame.frame, frame.except, frame.seq)
           }
         } catch (error) {
           if (state.closed) return
