@@ -10,7 +10,7 @@ import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { wrk } from './lib/http-load.mjs'
 import { pinSelf, ROOT } from './lib/processes.mjs'
-import { createServers } from './lib/servers.mjs'
+import { chatRequest, createServers } from './lib/servers.mjs'
 
 const { values: options } = parseArgs({
   options: {
@@ -36,7 +36,7 @@ try {
     health: ['/health'],
     session: [`/api/sessions/${sessionId}`],
     'session-404': ['/api/sessions/no-such-session'],
-    chat: ['/api/ai-companion/chat', { method: 'POST', body: { sessionId, message: 'How was your day?' } }]
+    chat: ['/api/ai-companion/chat', await chatRequest(target)]
   }
   const [path, request] = requests[options.scenario]
   const result = await wrk(target.url + path, { connections: 50, seconds: Number(options.seconds), warmupSeconds: 2, request })

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fixedRate, wrk } from './lib/http-load.mjs'
 import { hasTaskset, LOAD_CORE, pinSelf, ROOT, SERVER_CORE } from './lib/processes.mjs'
-import { createServers, createSession } from './lib/servers.mjs'
+import { chatRequest, createServers } from './lib/servers.mjs'
 import { closeAll, fanOut, openIdle } from './lib/ws-load.mjs'
 import { soak } from './soak.mjs'
 
@@ -63,19 +63,6 @@ const candidates = () => options['compare-dist'] === undefined
   : [['ours', (latencyMs) => ours(undefined, latencyMs)], ['before', (latencyMs) => ours(resolve(options['compare-dist']), latencyMs, 'before')]]
 
 /* ---------- the scenarios ---------- */
-
-/**
- * A companion session answers one chat turn at a time (409 SESSION_BUSY), so
- * the chat load turns over CHAT_SESSIONS sessions of ours; the baselines
- * ignore the session.
- */
-const CHAT_SESSIONS = 200
-async function chatRequest (target) {
-  target.chatSessionIds ??= target.ours === true
-    ? await Promise.all(Array.from({ length: CHAT_SESSIONS }, () => createSession(target.url)))
-    : [target.sessionId]
-  return { method: 'POST', bodies: target.chatSessionIds.map((sessionId) => ({ sessionId, message: 'How was your day?' })) }
-}
 
 /**
  * Each scenario: the servers it compares (name → start), one measurement,

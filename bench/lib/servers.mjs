@@ -19,6 +19,19 @@ export async function createSession (url) {
   return sessionId
 }
 
+/**
+ * A companion session answers one chat turn at a time (409 SESSION_BUSY), so
+ * the chat load turns over CHAT_SESSIONS sessions of ours; the baselines
+ * ignore the session.
+ */
+const CHAT_SESSIONS = 200
+export async function chatRequest (target) {
+  target.chatSessionIds ??= target.ours === true
+    ? await Promise.all(Array.from({ length: CHAT_SESSIONS }, () => createSession(target.url)))
+    : [target.sessionId]
+  return { method: 'POST', bodies: target.chatSessionIds.map((sessionId) => ({ sessionId, message: 'How was your day?' })) }
+}
+
 export function createServers (scratch) {
   const baseline = (file) => join(ROOT, 'bench/baselines', file)
   const running = new Map()
