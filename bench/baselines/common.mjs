@@ -22,9 +22,24 @@ export const healthBody = () => ({
 const gemini = new GoogleGenAI({ apiKey: 'bench-key', httpOptions: { baseUrl: process.env.GEMINI_BASE_URL ?? 'http://127.0.0.1:9' } })
 const model = process.env.GEMINI_MODEL ?? 'gemini-2.5-flash'
 
+/**
+ * Our server's upstream request as the fake Gemini last received it (captured
+ * by bench/lib/servers.mjs after a conversation longer than the context):
+ * the system instruction, the conversation so far and the generation config.
+ */
+const SAME_REQUEST = process.env.BENCH_CHAT_SAME_REQUEST === undefined ? undefined : JSON.parse(process.env.BENCH_CHAT_SAME_REQUEST)
+
+/** What goes upstream: the user's message alone, or (BENCH_CHAT_SAME_REQUEST) in the same request as ours. */
+function upstreamRequest (message) {
+  const text = String(message ?? '')
+  if (SAME_REQUEST === undefined) return { model, contents: [{ role: 'user', parts: [{ text }] }] }
+  const { contents, systemInstruction, generationConfig } = SAME_REQUEST
+  return { model, contents: [...contents.slice(0, -1), { role: 'user', parts: [{ text }] }], config: { systemInstruction, ...generationConfig } }
+}
+
 /** One chat turn: the user's message to the fake Gemini through @google/genai. */
 export async function chat (body) {
-  const answer = await gemini.models.generateContent({ model, contents: [{ role: 'user', parts: [{ text: String(body?.message ?? '') }] }] })
+  const answer = await gemini.models.generateContent(upstreamRequest(body?.message))
   return { sessionId: String(body?.sessionId ?? ''), message: answer.text, companionName: 'Ava', timestamp: new Date().toISOString(), fallback: false }
 }
 

@@ -25,11 +25,12 @@ export async function createSession (url) {
  * ignore the session.
  */
 const CHAT_SESSIONS = 200
+const CHAT_MESSAGE = 'How was your day?'
 export async function chatRequest (target) {
   target.chatSessionIds ??= target.ours === true
     ? await Promise.all(Array.from({ length: CHAT_SESSIONS }, () => createSession(target.url)))
     : [target.sessionId]
-  return { method: 'POST', bodies: target.chatSessionIds.map((sessionId) => ({ sessionId, message: 'How was your day?' })) }
+  return { method: 'POST', bodies: target.chatSessionIds.map((sessionId) => ({ sessionId, message: CHAT_MESSAGE })) }
 }
 
 export function createServers (scratch) {
@@ -104,6 +105,22 @@ export function createServers (scratch) {
     }
   })
 
+  /**
+   * The upstream request of a chat turn of ours once the conversation fills
+   * the context (AI_HISTORY_MESSAGES, 20 by default), as the fake Gemini got it.
+   */
+  async function captureChatRequest (url) {
+    const sessionId = await createSession(url)
+    for (let turn = 0; turn < 12; turn++) {
+      const response = await fetch(`${url}/api/ai-companion/chat`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sessionId, message: CHAT_MESSAGE })
+      })
+      if (response.status !== 200) throw new Error(`chat turn of ours: ${response.status}`)
+    }
+    const fake = await fakeGemini(0)
+    return (await fetch(`${fake.url}/last-request`)).text()
+  }
+
   /** What the baselines must answer the same way: captured from our server. */
   let fixtures
   async function captureFixtures () {
@@ -115,6 +132,7 @@ export function createServers (scratch) {
       !['date', 'content-length', 'content-type', 'connection', 'keep-alive'].includes(name)))
     fixtures = {
       sessionId,
+      chatRequest: await captureChatRequest(url),
       env: {
         BENCH_SESSION_ID: sessionId,
         BENCH_SESSION: await session.text(),
@@ -125,20 +143,24 @@ export function createServers (scratch) {
     return fixtures
   }
 
+  /** Name → its program, and the environment only it gets. */
   const BASELINES = {
-    bare: 'bare-fastify.mjs',
-    floor: 'same-work-floor.mjs',
-    'fastify-defaults': 'fastify-defaults.mjs',
-    express: 'express-stack.mjs',
-    'bare-ws': 'bare-ws.mjs'
+    bare: { file: 'bare-fastify.mjs' },
+    // Bare Fastify + SDK sending our upstream request (persona, policy, the last 20 turns), not the message alone.
+    'bare-same-request': { file: 'bare-fastify.mjs', env: () => ({ BENCH_CHAT_SAME_REQUEST: fixtures.chatRequest }) },
+    floor: { file: 'same-work-floor.mjs' },
+    'fastify-defaults': { file: 'fastify-defaults.mjs' },
+    express: { file: 'express-stack.mjs' },
+    'bare-ws': { file: 'bare-ws.mjs' }
   }
 
   const baselineServer = (name, latencyMs = 0) => server(`${name}-${latencyMs}`, async () => {
     const { env } = await captureFixtures()
     const fake = await fakeGemini(latencyMs)
-    const target = await startNode(baseline(BASELINES[name]), {
+    const { file, env: ownEnv = () => ({}) } = BASELINES[name]
+    const target = await startNode(baseline(file), {
       name,
-      env: { ...env, GEMINI_BASE_URL: fake.url, BENCH_LOG_FILE: join(mkdtempSync(join(scratch, `${name}-`)), 'requests.log') }
+      env: { ...env, ...ownEnv(), GEMINI_BASE_URL: fake.url, BENCH_LOG_FILE: join(mkdtempSync(join(scratch, `${name}-`)), 'requests.log') }
     })
     target.sessionId = fixtures.sessionId
     return target
