@@ -18,6 +18,22 @@ export type ScriptArg = string | number
 
 export type ScriptRunner = (keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>
 
+/**
+ * The commands sent in one turn of the event loop leave in one socket write
+ * (a writev), not a write system call each: under load the calls were the
+ * largest part of a script's cost on our side. Hand-written rather than
+ * ioredis' enableAutoPipelining, which was measured here to worsen the p99
+ * of the fan-out from ~12 to 19–44 ms: it settles a batch's commands
+ * together when the last reply arrives, where here each reply settles its
+ * own command as soon as it is read.
+ */
+function writeTogether (redis: Redis): void {
+  const stream = redis.stream as Redis['stream'] | undefined
+  if (stream === undefined || stream.writableCorked > 0) return
+  stream.cork()
+  process.nextTick(() => stream.uncork())
+}
+
 /** Defines `scripts` on `redis` as commands and returns a runner per script. */
 export function defineScripts<T extends Record<string, LuaScript>> (redis: Redis, namespace: string, scripts: T): { [K in keyof T]: ScriptRunner } {
   const commands = redis as unknown as Record<string, (...args: ScriptArg[]) => Promise<unknown>>
@@ -27,6 +43,7 @@ export function defineScripts<T extends Record<string, LuaScript>> (redis: Redis
     redis.defineCommand(command, { numberOfKeys: script.keys, lua: script.lua })
     runners[name] = (keys, args) => {
       if (keys.length !== script.keys) throw new Error(`${command} takes ${script.keys} keys, got ${keys.length}`)
+      writeTogether(redis)
       return commands[command](...keys, ...args)
     }
   }
