@@ -95,15 +95,16 @@ export function createChatHub ({
       if (seq <= session.lastSeq) return
       session.lastSeq = seq
     }
-    const bytes = Buffer.from(frame)
+    // Encoded once, and only for a recipient: across instances the sender's own instance reads its frames too.
+    let bytes: Buffer | undefined
     if (session !== undefined) {
       for (const member of session.members) {
-        if (member.userId !== exceptUserId) member.deliver(bytes)
+        if (member.userId !== exceptUserId) member.deliver(bytes ??= Buffer.from(frame))
       }
     }
     if (waiting !== undefined) {
       for (const [member, held] of waiting) {
-        if (member.userId !== exceptUserId) held.push({ seq, bytes })
+        if (member.userId !== exceptUserId) held.push({ seq, bytes: bytes ??= Buffer.from(frame) })
       }
     }
   }
