@@ -50,7 +50,7 @@ export default fp(async (app) => {
       maxLength: app.config.REDIS_FANOUT_MAXLEN,
       commandTimeoutMs: app.config.REDIS_COMMAND_TIMEOUT_MS,
       onError: (error) => errorLog.error({ route: '/ws', err: error }, 'fan-out stream read failed'),
-      onReplay: (sessions) => app.log.warn({ sessions }, 'fan-out reader missed trimmed stream entries: sessions replayed from their history')
+      onReplay: (sessions, reason) => app.log.warn({ sessions, reason }, 'fan-out: sessions replayed from their history')
     })
   const hub = createChatHub({ store: app.sessions, maxParticipants: SESSION_MAX_PARTICIPANTS, fanOut })
   const gateway = createWsGateway({

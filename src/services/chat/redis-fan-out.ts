@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import { Errors } from '../../errors.js'
 import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
-import type { SessionStore } from '../sessions/store.js'
+import type { Session, SessionStore } from '../sessions/store.js'
 import type { FanOutFactory, LocalHub } from './fan-out.js'
 
 /*
@@ -18,8 +18,10 @@ import type { FanOutFactory, LocalHub } from './fan-out.js'
  * meanwhile (it was away longer than the stream keeps), it first replays each
  * of its sessions from the session's history; `deliverLocal` drops any seq
  * it has already delivered, so the replay and the stream may overlap. A
- * connected reader can fall that far behind too (a stalled process): a
- * session whose next entry skips a seq is replayed before that entry.
+ * connected reader can fall that far behind too (a stalled process): an
+ * entry whose seq skips past the last one delivered in its session shows it,
+ * and every local session (quiet ones may have lost entries too) is replayed
+ * before that entry.
  *
  * Hand-written rather than socket.io's Redis Streams adapter: that one keeps
  * no seq, no per-session replay and is tied to socket.io's packet format.
@@ -45,9 +47,12 @@ export interface RedisFanOutOptions {
   maxLength: number
   /** A failure of the reader other than its connection dropping (logged by the caller). */
   onError?: (error: Error) => void
-  /** Sessions were replayed from their history: the reader missed trimmed entries (REDIS_FANOUT_MAXLEN too small for the outage or stall). */
-  onReplay?: (sessions: number) => void
+  /** Sessions were replayed from their history (`trimmed`: REDIS_FANOUT_MAXLEN too small for the outage or stall). */
+  onReplay?: (sessions: number, reason: ReplayReason) => void
 }
+
+/** Why the reader replayed: entries it had not read were trimmed, or the stream itself was gone (Redis restarted empty). */
+export type ReplayReason = 'trimmed' | 'stream-gone'
 
 type Entry = [id: string, fields: string[]]
 type XReadReply = Array<[stream: string, entries: Entry[]]> | null
@@ -104,18 +109,35 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
       return last !== undefined && (seq as number) > last + 1
     }
 
-    /** Sessions' kept events, for those whose entries were trimmed before this instance read them. */
-    async function replay (sessionIds: string[]): Promise<void> {
-      onReplay?.(sessionIds.length)
-      for (const sessionId of sessionIds) {
-        const session = await store.get(sessionId)
+    /**
+     * Every local session's kept events, for entries this instance never read.
+     * `bestEffort` (the reader is connected and reading): a session that
+     * cannot be read now is skipped, the first failure reported, rather than
+     * holding up delivery for every session; its members can re-join with
+     * `since`. Otherwise a failure fails the replay, which is tried again.
+     */
+    async function replay (reason: ReplayReason, bestEffort: boolean): Promise<void> {
+      let replayed = 0
+      let failure: unknown
+      for (const sessionId of [...hub.sessionIds()]) {
+        let session: Session | undefined
+        try {
+          session = await store.get(sessionId)
+        } catch (error) {
+          if (!bestEffort) throw error
+          failure ??= error
+          continue
+        }
         if (session?.kind !== 'multiplayer') continue
+        replayed++
         for (const event of session.history) {
           // The stream knew whom a chat message skips; the history only knows its sender.
           const except = event.event === 'chat message' ? event.data.sender as string : undefined
           hub.deliverLocal(sessionId, JSON.stringify(event), except, event.data.seq as number)
         }
       }
+      if (failure !== undefined) onError?.(failure as Error)
+      if (replayed > 0) onReplay?.(replayed, reason)
     }
 
     /** Where to read from: at start the stream's end; after a break, the last id seen, with a replay if entries after it are gone. */
@@ -123,7 +145,8 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
       const info = await streamInfo(reader, streamKey)
       if (lastId === undefined) return (info?.['last-generated-id'] as string | undefined) ?? '0-0'
       const deleted = info?.['max-deleted-entry-id'] as string | undefined
-      if (info === undefined || (deleted !== undefined && isAfter(deleted, lastId))) await replay([...hub.sessionIds()])
+      if (info === undefined) await replay('stream-gone', false)
+      else if (deleted !== undefined && isAfter(deleted, lastId)) await replay('trimmed', false)
       // A stream that is gone (Redis restarted empty) starts again from its beginning.
       return info === undefined ? '0-0' : lastId
     }
@@ -139,7 +162,7 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
           const reply = await reader.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', streamKey, lastId) as XReadReply
           for (const entry of reply?.[0][1] ?? []) {
             const frame = parse(entry)
-            if (skipsSeq(frame)) await replay([frame.sessionId])
+            if (skipsSeq(frame)) await replay('trimmed', true)
             lastId = entry[0]
             hub.deliverLocal(frame.sessionId, frame.frame, frame.except, frame.seq)
           }
