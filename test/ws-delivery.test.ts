@@ -164,3 +164,25 @@ t.test('re-joining a joined session sends no history unless asked for with since
   const asked = await b.next()
   t.same(asked.data.history.map((event: any) => event.data.seq), [49, 50])
 })
+
+t.test('a history asked for again with since counts against the message rate: one message per 10 events sent', async (t) => {
+  const { url } = await startServer(t, { WS_MESSAGE_RATE: 20 })
+  const a = await TestClient.connect(t, url)
+  await a.join('told', 'Sam')
+  for (let i = 1; i <= 15; i++) {
+    a.send('chat message', { sessionId: 'told', text: `m${i}` }, `m${i}`)
+    t.same(await a.next(), { event: 'ack', data: { id: `m${i}`, seq: i } })
+  }
+  const b = await TestClient.connect(t, url)
+  t.equal((await b.join('told', 'Alex')).history.length, 15, 'a first join is not charged')
+  t.equal((await a.next()).event, 'user-joined')
+
+  // b's window: its join (1) and this re-join (1), plus 15 events sent = 2 more; 16 left.
+  b.send('join-session', { sessionId: 'told', since: 0 }, 'again')
+  t.equal((await b.next()).data.history.length, 15)
+  t.same(await b.next(), { event: 'ack', data: { id: 'again' } })
+  for (let i = 1; i <= 17; i++) b.send('leave-session', { sessionId: 'elsewhere' }, `f${i}`)
+  const answers = await b.take(17)
+  t.same(answers.map((answer) => answer.data.code), [...Array(16).fill('NOT_IN_SESSION'), 'RATE_LIMITED'])
+
+})

@@ -61,6 +61,9 @@ interface Connection extends Member, RateWindow {
 
 const connectionOf = (socket: WebSocket) => (socket as TaggedSocket)[kConnection]
 
+/** History events a re-join sends per message it is counted as. */
+const HISTORY_EVENTS_PER_MESSAGE = 10
+
 const TEXT = { binary: false }
 const DONE = Promise.resolve()
 
@@ -79,7 +82,9 @@ export function createWsGateway (options: WsGatewayOptions) {
   const handlers: { [E in ClientEventName]: (connection: Connection, data: ClientData<E>) => Promise<number | void> } = {
     'join-session': async (connection, data) => {
       if (admitJoin !== undefined && connection.joined?.has(data.sessionId) !== true) await admitJoin(connection.ip, data.sessionId)
-      await hub.join(connection, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME, data.since)
+      const resent = await hub.join(connection, data.sessionId, data.playerName ?? DEFAULT_PLAYER_NAME, data.since)
+      // A history asked for again costs its share of the message rate: otherwise one small frame could make the server send 50 events, WS_MESSAGE_RATE times a window.
+      if (resent > 0) rate.charge(connection, Math.ceil(resent / HISTORY_EVENTS_PER_MESSAGE))
     },
     'leave-session': (member, data) => hub.leave(member, data.sessionId),
     'chat message': (member, data) => hub.chat(member, data.sessionId, data.text, data.clientMsgId),

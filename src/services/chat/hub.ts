@@ -175,8 +175,10 @@ export function createChatHub ({
      * `user-joined`. Joining a session again only sends `session-joined`
      * again, with no history unless asked for by `since`: a re-join must not
      * be a cheap way to make the server send the whole history (issue 15).
+     * Returns how many history events a re-join sent (0 for a first join),
+     * for the caller to count against the connection's budget.
      */
-    async join (member: Member, sessionId: string, playerName: string, since?: number): Promise<void> {
+    async join (member: Member, sessionId: string, playerName: string, since?: number): Promise<number> {
       const joined = member.joined ?? (member.joined = new Map())
       const already = joined.get(sessionId)
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
@@ -186,11 +188,11 @@ export function createChatHub ({
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
       const history = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
       member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants: result.session.participants, ...history })))
-      if (already === undefined) {
-        joined.set(sessionId, name)
-        admit(member, sessionId, result.session.messageCount, held)
-      }
-      if (already === undefined) await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
+      if (already !== undefined) return history.history.length
+      joined.set(sessionId, name)
+      admit(member, sessionId, result.session.messageCount, held)
+      await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
+      return 0
     },
 
     leave,

@@ -41,6 +41,20 @@ export function createMessageRate ({ rate, windowMs, now = Date.now }: MessageRa
       if (count <= 2 * rate) return RATE_LIMITED
       return count === 2 * rate + 1 ? RATE_ABUSIVE : RATE_CLOSING
     },
+    /**
+     * Counts `messages` more against the current window, as if sent (a
+     * history sent on request costs its share). Never past the rate itself:
+     * frames after it are refused (RATE_LIMITED), but only frames the
+     * client sends can make it abusive.
+     */
+    charge (window: RateWindow, messages: number): void {
+      const at = now()
+      if (at - window.windowStart >= windowMs) {
+        window.windowStart = at
+        window.count = 0
+      }
+      window.count = Math.max(window.count, Math.min(window.count + messages, rate))
+    },
     /** Whole seconds until the current window ends (at least 1). */
     retryAfterSeconds (window: RateWindow): number {
       return Math.max(1, Math.ceil((window.windowStart + windowMs - now()) / 1000))
