@@ -184,5 +184,4 @@ t.test('a history asked for again with since counts against the message rate: on
   for (let i = 1; i <= 17; i++) b.send('leave-session', { sessionId: 'elsewhere' }, `f${i}`)
   const answers = await b.take(17)
   t.same(answers.map((answer) => answer.data.code), [...Array(16).fill('NOT_IN_SESSION'), 'RATE_LIMITED'])
-
 })
