@@ -120,6 +120,7 @@ export const EnvSchema = Type.Object({
   ERROR_RATE_ALERT_PCT: int(20, 0, 100),
   AI_FAILURE_ALERT_PCT: int(50, 0, 100),
   SLOW_RESPONSE_MS: ms(5000, 1),
+  EVENT_LOOP_STALL_MS: ms(1000, 100),
   HIGH_CONNECTIONS: int(100, 1)
 })
 

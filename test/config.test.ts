@@ -54,6 +54,7 @@ t.test('defaults are the documented ones (SPEC §1)', async (t) => {
     ERROR_RATE_ALERT_PCT: 20,
     AI_FAILURE_ALERT_PCT: 50,
     SLOW_RESPONSE_MS: 5000,
+    EVENT_LOOP_STALL_MS: 1000,
     HIGH_CONNECTIONS: 100
   })
   t.equal(config.GEMINI_API_KEY, undefined)

@@ -93,7 +93,7 @@ function blockEventLoop (ms: number): void {
 }
 
 t.test('a real event-loop stall: /health 503 unhealthy, logged as critical, healthy again after', async (t) => {
-  const { app, config } = await buildAppWithLog(t)
+  const { app, config } = await buildAppWithLog(t, { EVENT_LOOP_STALL_MS: 1000 })
   t.equal((await app.inject('/health')).statusCode, 200)
   // Each turn of the loop takes 1.3 s, over the 1 s stall threshold, so every
   // 1 s sample of the loop's delay sees a stall; the short timer between
