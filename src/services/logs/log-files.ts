@@ -3,6 +3,7 @@ import { basename, join, resolve } from 'node:path'
 import { pino, type Logger, type LoggerOptions } from 'pino'
 import { createRequestLog, type RequestLog } from './request-log.js'
 import { openRollingFile, type RollingFile } from './rolling-file.js'
+import { batchPerTurn } from './turn-batch.js'
 
 /*
  * The four JSON-lines logs of SPEC §7. Each lives in its own folder because
@@ -10,8 +11,9 @@ import { openRollingFile, type RollingFile } from './rolling-file.js'
  * `LOG_DIR/<name>.log → <name>/current.log` keeps `tail -F logs/errors.log`
  * working across rotations (rolling-file.ts). The files are written from
  * the main thread (no transport worker: on a two-core machine a worker per
- * file competes with the request path); requests.log lines have their own
- * writer that batches them per event-loop turn (request-log.ts).
+ * file competes with the request path), in one write per file and
+ * event-loop turn (turn-batch.ts); requests.log lines have their own
+ * serialiser (request-log.ts).
  */
 
 export const LOG_NAMES = ['requests', 'ai-requests', 'errors', 'server-stats'] as const
@@ -40,7 +42,7 @@ export interface LogFilesOptions {
 }
 
 export type LogFiles = Record<LogName, Logger> & {
-  /** requests.log's per-request line, serialised once and batched per event-loop turn. */
+  /** requests.log's per-request line, serialised by hand. */
   requestLog: RequestLog
   /** Deletes rotated files older than the retention period; returns how many. */
   prune: () => Promise<number>
@@ -59,11 +61,10 @@ const ROTATED_FILE = new RegExp(`^(${LOG_NAMES.join('|')})\\.(\\d{4}-\\d\\d-\\d\
 export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.now }: LogFilesOptions): Promise<LogFiles> {
   const root = resolve(dir)
   await mkdir(root, { recursive: true })
-  const streams = await Promise.all(LOG_NAMES.map((name) => openLog(root, name, parseSize(maxSize))))
+  const streams = await Promise.all(LOG_NAMES.map(async (name) => batchPerTurn(await openLog(root, name, parseSize(maxSize)))))
   const requestLog = createRequestLog(streams[LOG_NAMES.indexOf('requests')])
   // A crash ends the process without close(): what is buffered is written synchronously.
   const writeOutSync = () => {
-    requestLog.flush()
     for (const stream of streams) stream.flushSync()
   }
   process.once('exit', writeOutSync)
@@ -96,7 +97,6 @@ export async function createLogFiles ({ dir, maxSize, retentionDays, now = Date.
 
   async function close (): Promise<void> {
     process.off('exit', writeOutSync)
-    requestLog.flush()
     await Promise.all(streams.map((stream) => stream.end()))
   }
 

@@ -6,11 +6,8 @@ import type { RollingFile } from './rolling-file.js'
  * of a small route's cost (SPEC §11). The line has fixed fields, so it is
  * serialised by hand, once, in the shape pino writes (level, time, log,
  * fields, msg); strings go through JSON.stringify, which escapes quotes,
- * CR/LF and terminal escapes, so a value cannot forge a line. Lines of one
- * event-loop turn are written to the file in one write: many requests
- * complete in the same turn under load, and each SonicBoom write scans its
- * pending buffer. Nothing is lost: close and process exit write out what is
- * pending (flush / flushSync).
+ * CR/LF and terminal escapes, so a value cannot forge a line. The file
+ * batches the lines of one event-loop turn (turn-batch.ts).
  */
 
 export interface RequestLineFields {
@@ -28,8 +25,6 @@ export type RequestLineLevel = 'info' | 'warn'
 
 export interface RequestLog {
   write: (level: RequestLineLevel, fields: RequestLineFields, msg: string) => void
-  /** Hands the pending lines to the file now. */
-  flush: () => void
 }
 
 const quoted = (value: string | null) => value === null ? 'null' : JSON.stringify(value)
@@ -42,25 +37,9 @@ export function requestLogLine (level: RequestLineLevel, f: RequestLineFields, m
 }
 
 export function createRequestLog (file: RollingFile): RequestLog {
-  let pending = ''
-  let scheduled = false
-
-  function flush (): void {
-    scheduled = false
-    if (pending === '') return
-    const lines = pending
-    pending = ''
-    file.write(lines)
-  }
-
   return {
     write (level, fields, msg) {
-      pending += requestLogLine(level, fields, msg)
-      if (!scheduled) {
-        scheduled = true
-        setImmediate(flush)
-      }
-    },
-    flush
+      file.write(requestLogLine(level, fields, msg))
+    }
   }
 }

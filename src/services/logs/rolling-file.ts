@@ -21,7 +21,7 @@ import type { SonicBoom } from 'sonic-boom'
  * to the next file and the link happen in order with nothing in flight, so
  * the rotation is deterministic, close and exit lose nothing, and no worker
  * thread competes for the CPU. Busy logs stay cheap because their lines are
- * batched before they get here (request-log.ts).
+ * batched before they get here (turn-batch.ts).
  */
 
 export interface RollingFile {
