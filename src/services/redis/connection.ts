@@ -133,6 +133,11 @@ export function createRedisConnections ({ url, commandTimeoutMs, log, name = 'lo
       const notReady = [client, probe].find((connection) => connection.status !== 'ready')
       if (notReady !== undefined) return setState('down', lastError || notReady.status)
       await probe.ping()
+      // Coming back, the command connection must answer too: the probe alone
+      // once said "ok" while the command connection was still recovering
+      // (seen after a freeze). Only then: in normal operation a PING queued
+      // behind big replies on it could look like an outage.
+      if (state === 'down') await client.ping()
       setState('ok')
     } catch (error) {
       // The PING was sent and not answered in time: Redis is frozen.
