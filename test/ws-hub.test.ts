@@ -88,6 +88,31 @@ t.test('two hubs sharing a store and a publish bus behave as one (the shape of a
   await t.rejects(hubs[0].chat(sam, 'date', 'gone'), { code: 'NOT_IN_SESSION' })
 })
 
+t.test('a member who joins while frames are still on their way to this instance does not get what its history already had', async (t) => {
+  const store = memoryStore(t)
+  // Deliveries wait until the test lets them through: a stream reader a little behind.
+  const onTheWay: Array<() => void> = []
+  const hub = createChatHub({
+    store,
+    maxParticipants: 10,
+    fanOut: (local: LocalHub) => localFanOut(store)({ ...local, deliverLocal: (...frame) => { onTheWay.push(() => local.deliverLocal(...frame)) } })
+  })
+  const [sam, alex, kim] = [member('u-sam'), member('u-alex'), member('u-kim')]
+  await hub.join(sam, 'lag', 'Sam')
+  await hub.join(alex, 'lag', 'Alex')
+  for (const text of ['one', 'two']) await hub.chat(sam, 'lag', text)
+
+  await hub.join(kim, 'lag', 'Kim')
+  const joined = kim.frames()
+  t.same(joined[0].data.history.map((event: any) => event.data.seq), [1, 2], 'the join\'s history has both')
+  await hub.chat(sam, 'lag', 'three')
+  for (const deliver of onTheWay.splice(0)) deliver()
+
+  const chats = (frames: any[]) => frames.filter((frame) => frame.event === 'chat message').map((frame) => frame.data.seq)
+  t.same(chats(alex.frames()), [1, 2, 3], 'a member from before gets all three')
+  t.same(chats(kim.frames()), [3], 'the new one only what its history did not have')
+})
+
 /**
  * A second SessionStore for the test: a shared store (as Redis would be) that
  * is reachable for joins and reads but whose writes of messages fail with

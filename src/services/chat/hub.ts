@@ -19,7 +19,12 @@ import { encode } from './protocol.js'
 
 /** A session's members on this instance. */
 interface LocalSession {
-  readonly members: Set<Member>
+  /**
+   * Each member, and the last seq its join's history had: a frame still on
+   * its way to this instance (a reader a little behind) that the history
+   * already held is not delivered to that member again.
+   */
+  readonly members: Map<Member, number>
   /** The last seq delivered here: frames at or below it are not delivered again. */
   lastSeq: number
 }
@@ -98,8 +103,8 @@ export function createChatHub ({
     // Encoded once, and only for a recipient: across instances the sender's own instance reads its frames too.
     let bytes: Buffer | undefined
     if (session !== undefined) {
-      for (const member of session.members) {
-        if (member.userId !== exceptUserId) member.deliver(bytes ??= Buffer.from(frame))
+      for (const [member, joinedAt] of session.members) {
+        if (member.userId !== exceptUserId && (seq === undefined || seq > joinedAt)) member.deliver(bytes ??= Buffer.from(frame))
       }
     }
     if (waiting !== undefined) {
@@ -114,8 +119,8 @@ export function createChatHub ({
   /** Makes a joined member local: it gets what was held for it that its history (up to `joinedAt`) did not have. */
   function admit (member: Member, sessionId: string, joinedAt: number, held: readonly Held[]): void {
     let session = local.get(sessionId)
-    if (session === undefined) local.set(sessionId, session = { members: new Set(), lastSeq: joinedAt })
-    session.members.add(member)
+    if (session === undefined) local.set(sessionId, session = { members: new Map(), lastSeq: joinedAt })
+    session.members.set(member, joinedAt)
     for (const { seq, bytes } of held) {
       if (seq === undefined || seq > joinedAt) member.deliver(bytes)
       if (seq !== undefined && seq > session.lastSeq) session.lastSeq = seq
