@@ -28,14 +28,18 @@ export interface MessageRateOptions {
 }
 
 export function createMessageRate ({ rate, windowMs, now = Date.now }: MessageRateOptions) {
+  /** Starts a new window when the current one has ended. */
+  function roll (window: RateWindow): void {
+    const at = now()
+    if (at - window.windowStart < windowMs) return
+    window.windowStart = at
+    window.count = 0
+  }
+
   return {
     /** Counts one frame and says what to do with it. */
     check (window: RateWindow): RateVerdict {
-      const at = now()
-      if (at - window.windowStart >= windowMs) {
-        window.windowStart = at
-        window.count = 0
-      }
+      roll(window)
       const count = ++window.count
       if (count <= rate) return RATE_OK
       if (count <= 2 * rate) return RATE_LIMITED
@@ -48,11 +52,7 @@ export function createMessageRate ({ rate, windowMs, now = Date.now }: MessageRa
      * client sends can make it abusive.
      */
     charge (window: RateWindow, messages: number): void {
-      const at = now()
-      if (at - window.windowStart >= windowMs) {
-        window.windowStart = at
-        window.count = 0
-      }
+      roll(window)
       window.count = Math.max(window.count, Math.min(window.count + messages, rate))
     },
     /** Whole seconds until the current window ends (at least 1). */
