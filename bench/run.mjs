@@ -56,7 +56,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'lc-bench-'))
 const resultsDir = join(ROOT, 'bench/results')
 mkdirSync(resultsDir, { recursive: true })
 
-const { startOurs, ours, oursOnRedis, redis, baselineServer, captureFixtures, stopAll } = createServers(scratch)
+const { startOurs, ours, oursOnRedis, bareWsOnRedis, redis, baselineServer, captureFixtures, stopAll } = createServers(scratch)
 
 const candidates = () => options['compare-dist'] === undefined
   ? [['ours', (latencyMs) => ours(undefined, latencyMs)]]
@@ -143,26 +143,33 @@ const scenarios = {
   },
   'ws-fanout-redis': {
     title: `WebSocket 2-person fan-out, sender and receiver on two instances sharing one Redis (${settings.wsPairs} sessions)`,
-    // "ours": the two instances on Redis; "single": one instance, in memory.
-    servers: () => [['ours', oursOnRedis], ['single', () => ours()]],
+    // "ours": the two instances on Redis; "single": one instance, in memory;
+    // "floor": two bare `ws` instances doing the same Redis work, and bare-ws
+    // its single-instance counterpart: how far this machine lets the ratio go.
+    servers: () => [
+      ['ours', () => oursOnRedis()],
+      ...(options['compare-dist'] === undefined ? [] : [['before', () => oursOnRedis(resolve(options['compare-dist']), 'before on Redis', 'before:')]]),
+      ['single', () => ours()], ['floor', bareWsOnRedis], ['bare-ws', () => baselineServer('bare-ws')]
+    ],
     measure: async (target, name, round) => {
       const [senderUrl, receiverUrl] = (target.urls ?? [target.url, target.url]).map((url) => `${url.replace('http', 'ws')}/ws`)
       const options = { ...settings, pairs: settings.wsPairs, receiverUrl }
-      const redisBefore = name === 'ours' ? (await redis()).commandStats().evalsha : undefined
+      const redisBefore = target.urls === undefined ? undefined : (await redis()).commandStats().evalsha
       const saturated = await fanOut(senderUrl, { ...options, tag: `${name}-redis-s${round}`, cpuSeconds: target.cpuSeconds })
       const atRate = await fanOut(senderUrl, { ...options, rate: settings.redisWsRate, tag: `${name}-redis-r${round}` })
-      const redisAfter = name === 'ours' ? (await redis()).commandStats().evalsha : undefined
+      const redisAfter = target.urls === undefined ? undefined : (await redis()).commandStats().evalsha
       return {
         msgPerSecond: saturated.msgPerSecond,
         cpuUsPerMessage: saturated.cpuUsPerMessage,
         p99AtRateMs: atRate.p99Ms,
         deliveredAtRate: atRate.msgPerSecond,
         // Redis' own time per script call (the recording script dominates): where the Redis part of the cost is.
-        ...(redisAfter === undefined ? {} : { redisUsPerScript: redisAfter.usecPerCall, scriptCalls: redisAfter.calls - (redisBefore?.calls ?? 0) })
+        ...(redisAfter === undefined ? {} : { redisUsPerScript: (redisAfter.usec - (redisBefore?.usec ?? 0)) / (redisAfter.calls - (redisBefore?.calls ?? 0)) })
       }
     },
     figure: 'msgPerSecond',
-    ratios: [['single', '≥', 0.5]],
+    ratios: [['single', '≥', 0.5], ['floor', 'info']],
+    floorRatios: [['bare-ws', 'info']],
     absolute: ['≤', 5, 'p99AtRateMs']
   }
 }
@@ -197,10 +204,13 @@ const median = (values) => {
 
 const fmt = (value) => !Number.isFinite(value) ? 'n/a' : Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2)
 
-/** `invert`: a cost (CPU µs per request), so the ratio is theirs / ours, comparable to a throughput ratio. */
-function ratioRows (title, figures, figure, ratios, invert = false) {
+/**
+ * `invert`: a cost (CPU µs per request), so the ratio is theirs / ours,
+ * comparable to a throughput ratio. `subjects`: whose ratios these are.
+ */
+function ratioRows (title, figures, figure, ratios, invert = false, subjects = ['ours', 'before']) {
   const rows = []
-  for (const name of Object.keys(figures).filter((n) => n === 'ours' || n === 'before')) {
+  for (const name of Object.keys(figures).filter((n) => subjects.includes(n))) {
     for (const [other, comparison, targetValue] of ratios) {
       if (figures[other] === undefined) continue
       const perRound = figures[name].map((result, round) => invert
@@ -239,11 +249,15 @@ async function runScenario (key) {
     }
   }
   const rows = ratioRows(scenario.title, figures, scenario.figure, scenario.ratios)
+  // The floor's own ratio: what the same work without our code reaches here.
+  if (scenario.floorRatios !== undefined) rows.push(...ratioRows(scenario.title, figures, scenario.figure, scenario.floorRatios, false, ['floor']))
   if (figures.ours?.[0]?.cpuUsPerRequest !== undefined) {
     rows.push(...ratioRows(`${scenario.title}: server CPU µs per request (ratio = theirs / ours)`, figures, 'cpuUsPerRequest', scenario.ratios, true))
   }
   if (figures.ours?.[0]?.cpuUsPerMessage !== undefined) {
-    rows.push(...ratioRows(`${scenario.title}: server CPU µs per delivered message (ratio = theirs / ours)`, figures, 'cpuUsPerMessage', scenario.ratios, true))
+    const title = `${scenario.title}: server CPU µs per delivered message (ratio = theirs / ours)`
+    rows.push(...ratioRows(title, figures, 'cpuUsPerMessage', scenario.ratios, true))
+    if (scenario.floorRatios !== undefined) rows.push(...ratioRows(title, figures, 'cpuUsPerMessage', scenario.floorRatios, true, ['floor']))
   }
   if (scenario.absolute !== undefined) {
     const [comparison, limit, figure = scenario.figure] = scenario.absolute

@@ -88,22 +88,24 @@ export function createServers (scratch) {
   const redis = () => server('redis', startRedis)
 
   /**
-   * Two instances of ours on one Redis (SPEC §9), as one target: `urls` holds
-   * both, the CPU time is theirs together.
+   * Two instances on one Redis (SPEC §9) as one target: `urls` holds both,
+   * the CPU time is theirs together. `start(name, env)` starts one.
    */
-  const oursOnRedis = () => server('ours-on-redis', async () => {
+  const onRedis = (key, title, start) => server(key, async () => {
     const { url: REDIS_URL } = await redis()
-    const instances = [
-      await startOurs({ name: 'ours (Redis, A)', env: { REDIS_URL } }),
-      await startOurs({ name: 'ours (Redis, B)', env: { REDIS_URL } })
-    ]
+    const instances = [await start(`${title} A`, { REDIS_URL }), await start(`${title} B`, { REDIS_URL })]
     return {
-      name: 'ours on Redis',
+      name: title,
       urls: instances.map((instance) => instance.url),
       cpuSeconds: () => instances.reduce((sum, instance) => sum + instance.cpuSeconds(), 0),
       stop: async () => { for (const instance of instances) await instance.stop() }
     }
   })
+  /** `prefix`: REDIS_PREFIX, so that two builds compared on one Redis keep apart (their own stream, sessions). */
+  const oursOnRedis = (dist, title = 'ours on Redis', prefix = 'lc:') =>
+    onRedis(title, title, (name, env) => startOurs({ dist, name, env: { ...env, REDIS_PREFIX: prefix } }))
+  /** The same-work floor of the two-instance fan-out: bare `ws` instances recording and reading through Redis. */
+  const bareWsOnRedis = () => onRedis('bare-ws-on-redis', 'bare ws on Redis', (name, env) => startNode(baseline('bare-ws-redis.mjs'), { name, env }))
 
   /**
    * The upstream request of a chat turn of ours once the conversation fills
@@ -173,5 +175,5 @@ export function createServers (scratch) {
     running.clear()
   }
 
-  return { startOurs, ours, oursOnRedis, redis, baselineServer, captureFixtures, stopAll }
+  return { startOurs, ours, oursOnRedis, bareWsOnRedis, redis, baselineServer, captureFixtures, stopAll }
 }

@@ -1,0 +1,86 @@
+// SPEC §11 floor for the two-instance fan-out: the bare `ws` fan-out of
+// bare-ws.mjs with a session's members on several instances sharing one
+// Redis (REDIS_URL), doing the same Redis work as ours and nothing else. A
+// `chat message` is recorded by one Lua script (seq, history append and
+// trim, XADD to the fan-out stream), and every instance reads the stream
+// with a blocking XREAD and sends each frame to its own members. No
+// validation, limits, deduplication, TTLs, presence or logging.
+import { randomUUID } from 'node:crypto'
+import { createServer } from 'node:http'
+import { Redis } from 'ioredis'
+import { WebSocketServer } from 'ws'
+import { onSignal, ready } from './common.mjs'
+
+const HISTORY = 50
+const STREAM = 'bench:fanout'
+const redis = new Redis(process.env.REDIS_URL)
+const reader = new Redis(process.env.REDIS_URL)
+redis.defineCommand('record', {
+  numberOfKeys: 3,
+  lua: `
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local frame = ARGV[1] .. ',"seq":' .. seq .. '}}'
+redis.call('RPUSH', KEYS[2], frame)
+redis.call('LTRIM', KEYS[2], -${HISTORY}, -1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 's', ARGV[2], 'x', ARGV[3], 'f', frame)
+return seq`
+})
+
+const server = createServer()
+const wss = new WebSocketServer({ server, path: '/ws' })
+/** sessionId → userId → socket, this instance's members only. */
+const sessions = new Map()
+const encode = (event, data) => JSON.stringify({ event, data })
+
+wss.on('connection', (socket) => {
+  const userId = randomUUID()
+  const joined = new Map()
+  socket.send(encode('connected', { userId }))
+  socket.on('message', async (raw) => {
+    const { event, data, id } = JSON.parse(raw)
+    if (event === 'join-session') {
+      let members = sessions.get(data.sessionId)
+      if (members === undefined) sessions.set(data.sessionId, members = new Map())
+      members.set(userId, socket)
+      joined.set(data.sessionId, data.playerName)
+      const history = (await redis.lrange(`bench:history:${data.sessionId}`, 0, -1)).map((frame) => JSON.parse(frame))
+      socket.send(encode('session-joined', { sessionId: data.sessionId, userId, participants: [], history }))
+    } else if (event === 'chat message') {
+      const out = { sessionId: data.sessionId, id: randomUUID(), text: data.text, sender: userId, playerName: joined.get(data.sessionId), timestamp: new Date().toISOString() }
+      const head = encode(event, out).slice(0, -2)
+      // As ours (services/redis/scripts): the commands of one event-loop turn leave in one write.
+      if (redis.stream.writableCorked === 0) {
+        redis.stream.cork()
+        process.nextTick(() => redis.stream.uncork())
+      }
+      const seq = await redis.record(`bench:meta:${data.sessionId}`, `bench:history:${data.sessionId}`, STREAM, head, data.sessionId, userId)
+      if (id !== undefined) socket.send(encode('ack', { id, seq }))
+    }
+  })
+  socket.on('close', () => {
+    for (const sessionId of joined.keys()) sessions.get(sessionId)?.delete(userId)
+  })
+})
+
+const state = { closed: false }
+async function read () {
+  let lastId = '$'
+  while (!state.closed) {
+    const reply = await reader.xread('COUNT', 500, 'BLOCK', 2000, 'STREAMS', STREAM, lastId).catch(() => null)
+    for (const [id, fields] of reply?.[0][1] ?? []) {
+      lastId = id
+      const [, sessionId, , except, , frame] = fields
+      for (const [memberId, socket] of sessions.get(sessionId) ?? []) if (memberId !== except) socket.send(frame)
+    }
+  }
+}
+const reading = read()
+
+server.listen(0, '127.0.0.1', () => ready(server.address().port))
+onSignal(async () => {
+  state.closed = true
+  reader.disconnect()
+  await reading
+  await redis.quit()
+  await new Promise((resolve) => { for (const client of wss.clients) client.terminate(); server.close(resolve) })
+})
