@@ -3,7 +3,10 @@
 // self time by function and by module. Proportions survive a loaded machine
 // where absolute figures do not.
 //
-//   node bench/profile.mjs [--scenario health|session|session-404|chat] [--seconds 15] [--dist DIR] [--top 25]
+// `fanout-redis` profiles both instances of the two-instance WebSocket
+// fan-out on one Redis (senders on A, receivers on B), one summary each.
+//
+//   node bench/profile.mjs [--scenario health|session|session-404|chat|fanout-redis] [--seconds 15] [--dist DIR] [--top 25]
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
@@ -11,6 +14,7 @@ import { parseArgs } from 'node:util'
 import { wrk } from './lib/http-load.mjs'
 import { pinSelf, ROOT } from './lib/processes.mjs'
 import { chatRequest, createServers } from './lib/servers.mjs'
+import { fanOut } from './lib/ws-load.mjs'
 
 const { values: options } = parseArgs({
   options: {
@@ -24,34 +28,52 @@ const { values: options } = parseArgs({
 pinSelf()
 const scratch = mkdtempSync(join(tmpdir(), 'lc-profile-'))
 const profileDir = join(scratch, 'profile')
-const { startOurs, stopAll } = createServers(scratch)
+const { startOurs, redis, stopAll } = createServers(scratch)
+const dist = options.dist === undefined ? undefined : resolve(options.dist)
+const seconds = Number(options.seconds)
+const profiled = (name, env) => startOurs({ name, dist, env, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)] })
 try {
-  const target = await startOurs({
-    name: 'profiled',
-    dist: options.dist === undefined ? undefined : resolve(options.dist),
-    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir]
-  })
-  const { sessionId } = target
+  const targets = options.scenario === 'fanout-redis' ? await profileFanOutRedis() : [await profileHttp()]
+  for (const target of targets) {
+    await target.stop()
+    const dir = join(profileDir, target.name)
+    const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
+    // Kept for Chrome DevTools (Performance → Load profile), next to the bench reports.
+    const kept = join(ROOT, 'bench/results', `profile-${options.scenario}-${target.name}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`)
+    mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
+    copyFileSync(join(dir, file), kept)
+    console.log(`\n=== ${target.name}: ${kept}`)
+    summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top))
+  }
+} finally {
+  await stopAll()
+  rmSync(scratch, { recursive: true, force: true })
+}
+
+async function profileHttp () {
+  const target = await profiled('server')
   const requests = {
     health: ['/health'],
-    session: [`/api/sessions/${sessionId}`],
+    session: [`/api/sessions/${target.sessionId}`],
     'session-404': ['/api/sessions/no-such-session'],
     chat: ['/api/ai-companion/chat', await chatRequest(target)]
   }
   const [path, request] = requests[options.scenario]
-  const result = await wrk(target.url + path, { connections: 50, seconds: Number(options.seconds), warmupSeconds: 2, request, cpuSeconds: target.cpuSeconds })
+  const result = await wrk(target.url + path, { connections: 50, seconds, warmupSeconds: 2, request, cpuSeconds: target.cpuSeconds })
   console.log(`${options.scenario}: ${result.rps.toFixed(0)} req/s under the profiler, ${result.cpuUsPerRequest.toFixed(0)} µs CPU per request (p99 ${result.p99Ms} ms, non-2xx ${result.non2xx})`)
-  await target.stop()
-  const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'))
-  // Kept for Chrome DevTools (Performance → Load profile), next to the bench reports.
-  const kept = join(ROOT, 'bench/results', `profile-${options.scenario}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`)
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
-  copyFileSync(join(profileDir, file), kept)
-  console.log(`profile: ${kept}`)
-  summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top))
-} finally {
-  await stopAll()
-  rmSync(scratch, { recursive: true, force: true })
+  return target
+}
+
+async function profileFanOutRedis () {
+  const { url: REDIS_URL } = await redis()
+  const sender = await profiled('sender', { REDIS_URL })
+  const receiver = await profiled('receiver', { REDIS_URL })
+  const cpuSeconds = () => sender.cpuSeconds() + receiver.cpuSeconds()
+  const result = await fanOut(`${sender.url.replace('http', 'ws')}/ws`, {
+    pairs: 50, seconds, warmupSeconds: 2, tag: 'profile', cpuSeconds, receiverUrl: `${receiver.url.replace('http', 'ws')}/ws`
+  })
+  console.log(`fanout-redis: ${result.msgPerSecond.toFixed(0)} msg/s under the profiler, ${result.cpuUsPerMessage.toFixed(1)} µs CPU per message (both instances), p99 ${result.p99Ms.toFixed(1)} ms`)
+  return [sender, receiver]
 }
 
 function moduleOf (url) {
