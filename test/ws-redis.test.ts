@@ -145,7 +145,11 @@ function steadyStream (sender: TestClient, sessionId: string, intervalMs: number
 /** After an outage: every acked message arrived exactly once, in seq order, nothing refused arrived, seqs have no holes. */
 async function checkDelivery (t: Test, stream: ReturnType<typeof steadyStream>, receivers: Envelope[][]) {
   t.ok(stream.refused.size > 0, `${stream.refused.size} of ${stream.sent} refused during the outage`)
-  t.ok(stream.acked.size >= 30, `${stream.acked.size} acked`)
+  // Acked messages on both sides of the outage (how many come after it depends on how fast Redis came back).
+  const numbers = (ids: Iterable<string>) => [...ids].map((id) => Number(id.slice(1)))
+  const [acked, refused] = [numbers(stream.acked.keys()), numbers(stream.refused)]
+  t.ok(Math.min(...acked) < Math.min(...refused) && Math.max(...acked) > Math.max(...refused),
+    `${acked.length} acked, before and after the refused ones`)
   const expected = [...stream.acked].sort((x, y) => x[1] - y[1]).map(([id, seq]) => `${seq}:${id}`)
   await until(() => receivers.every((frames) => chats(frames).length >= expected.length), 20_000, 'every acked message at every receiver')
   for (const frames of receivers) {
