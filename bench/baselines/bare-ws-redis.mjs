@@ -6,10 +6,8 @@
 // with a blocking XREAD and sends each frame to its own members. No
 // validation, limits, deduplication, TTLs, presence or logging.
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:http'
 import { Redis } from 'ioredis'
-import { WebSocketServer } from 'ws'
-import { onSignal, ready } from './common.mjs'
+import { encode, serveWs } from './ws-server.mjs'
 
 const HISTORY = 50
 const STREAM = 'bench:fanout'
@@ -26,18 +24,12 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 's', ARGV[2], 'x', ARGV[3
 return seq`
 })
 
-const server = createServer()
-const wss = new WebSocketServer({ server, path: '/ws' })
 /** sessionId → userId → socket, this instance's members only. */
 const sessions = new Map()
-const encode = (event, data) => JSON.stringify({ event, data })
+const state = { closed: false }
 
-wss.on('connection', (socket) => {
-  const userId = randomUUID()
-  const joined = new Map()
-  socket.send(encode('connected', { userId }))
-  socket.on('message', async (raw) => {
-    const { event, data, id } = JSON.parse(raw)
+serveWs({
+  async onFrame ({ socket, userId, joined }, { event, data, id }) {
     if (event === 'join-session') {
       let members = sessions.get(data.sessionId)
       if (members === undefined) sessions.set(data.sessionId, members = new Map())
@@ -56,13 +48,16 @@ wss.on('connection', (socket) => {
       const seq = await redis.record(`bench:meta:${data.sessionId}`, `bench:history:${data.sessionId}`, STREAM, head, data.sessionId, userId)
       if (id !== undefined) socket.send(encode('ack', { id, seq }))
     }
-  })
-  socket.on('close', () => {
-    for (const sessionId of joined.keys()) sessions.get(sessionId)?.delete(userId)
-  })
+  },
+  onLeave: (sessionId, userId) => sessions.get(sessionId)?.delete(userId),
+  async onClose () {
+    state.closed = true
+    reader.disconnect()
+    await reading
+    await redis.quit()
+  }
 })
 
-const state = { closed: false }
 async function read () {
   let lastId = '$'
   while (!state.closed) {
@@ -75,12 +70,3 @@ async function read () {
   }
 }
 const reading = read()
-
-server.listen(0, '127.0.0.1', () => ready(server.address().port))
-onSignal(async () => {
-  state.closed = true
-  reader.disconnect()
-  await reading
-  await redis.quit()
-  await new Promise((resolve) => { for (const client of wss.clients) client.terminate(); server.close(resolve) })
-})

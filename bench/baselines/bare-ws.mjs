@@ -4,22 +4,13 @@
 // sent to the other members, `ack` to the sender when it sent an id), and
 // nothing else: no validation, limits, heartbeat or logging.
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:http'
-import { WebSocketServer } from 'ws'
-import { onSignal, ready } from './common.mjs'
+import { encode, serveWs } from './ws-server.mjs'
 
 const HISTORY = 50
-const server = createServer()
-const wss = new WebSocketServer({ server, path: '/ws' })
 const sessions = new Map()
-const encode = (event, data) => JSON.stringify({ event, data })
 
-wss.on('connection', (socket) => {
-  const userId = randomUUID()
-  const joined = new Map()
-  socket.send(encode('connected', { userId }))
-  socket.on('message', (raw) => {
-    const { event, data, id } = JSON.parse(raw)
+serveWs({
+  onFrame ({ socket, userId, joined }, { event, data, id }) {
     if (event === 'join-session') {
       let session = sessions.get(data.sessionId)
       if (session === undefined) sessions.set(data.sessionId, session = { members: new Map(), history: [], seq: 0 })
@@ -35,11 +26,6 @@ wss.on('connection', (socket) => {
       for (const [memberId, member] of session.members) if (memberId !== userId) member.socket.send(frame)
       if (id !== undefined) socket.send(encode('ack', { id, seq: out.seq }))
     }
-  })
-  socket.on('close', () => {
-    for (const sessionId of joined.keys()) sessions.get(sessionId)?.members.delete(userId)
-  })
+  },
+  onLeave: (sessionId, userId) => sessions.get(sessionId)?.members.delete(userId)
 })
-
-server.listen(0, '127.0.0.1', () => ready(server.address().port))
-onSignal(() => new Promise((resolve) => { for (const client of wss.clients) client.terminate(); server.close(resolve) }))
