@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides, type Recorded, type StreamTiming } from './fake-server.js'
+import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides, type Recorded, type StepTiming, type StreamTiming } from './fake-server.js'
 
 /*
  * A fake Gemini API on 127.0.0.1:0 speaking the REST dialect @google/genai
@@ -12,7 +12,7 @@ import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides
 
 type Test = { teardown: (fn: () => unknown) => void }
 
-export interface FakeStep extends StreamTiming {
+export interface FakeStep extends StreamTiming, StepTiming {
   /** Reply text (split into `chunks` when streamed). */
   text?: string
   /** Streamed text, one SSE event each. */
@@ -24,9 +24,6 @@ export interface FakeStep extends StreamTiming {
   status?: number
   body?: unknown
   raw?: { contentType: string, body: string }
-  delayMs?: number
-  /** Never answer (until the caller gives up). */
-  hang?: boolean
 }
 
 export interface RecordedRequest extends Recorded {

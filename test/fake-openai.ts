@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides, type Recorded, type StreamTiming } from './fake-server.js'
+import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides, type Recorded, type StepTiming, type StreamTiming } from './fake-server.js'
 
 /*
  * A fake OpenAI-compatible API on 127.0.0.1:0 (what Ollama, llama.cpp's
@@ -14,7 +14,7 @@ import { beforeAnswer, FAST_AI_ENV, startFakeApi, writeEvents, type EnvOverrides
 
 type Test = { teardown: (fn: () => unknown) => void }
 
-export interface OpenAiStep extends StreamTiming {
+export interface OpenAiStep extends StreamTiming, StepTiming {
   /** Reply text (split into `chunks` when streamed). */
   text?: string
   /** Streamed text, one SSE event each. */
@@ -29,9 +29,6 @@ export interface OpenAiStep extends StreamTiming {
   okBody?: unknown
   /** Streamed: an error object in place of this chunk, then the stream ends (as Ollama does when a model fails). */
   errorAtChunk?: number
-  delayMs?: number
-  /** Never answer (until the caller gives up). */
-  hang?: boolean
 }
 
 export interface OpenAiRequest extends Recorded {

@@ -107,10 +107,23 @@ export async function writeEvents (res: ServerResponse, payloads: string[], { br
   return true
 }
 
-/** Waits as the step says; false when the step never answers or the caller left meanwhile. */
-export async function beforeAnswer (step: { hang?: boolean, delayMs?: number }, res: ServerResponse): Promise<boolean> {
+/** What every fake's step may say besides its answer. */
+export interface StepTiming {
+  delayMs?: number
+  /** Never answer (until the caller gives up). */
+  hang?: boolean
+  /** Answer 307 to this URL instead. */
+  redirect?: string
+}
+
+/** Waits as the step says; false when the step has answered already (a redirect), never answers, or the caller left meanwhile. */
+export async function beforeAnswer (step: StepTiming, res: ServerResponse): Promise<boolean> {
   if (step.hang === true) return false
   if (step.delayMs !== undefined) await sleep(step.delayMs)
+  if (step.redirect !== undefined) {
+    res.writeHead(307, { location: step.redirect }).end()
+    return false
+  }
   return !res.destroyed
 }
 

@@ -1,5 +1,6 @@
 import { GoogleGenAI, type GenerateContentConfig, type GenerateContentResponse } from '@google/genai'
 import type { ModelChunk, ModelProvider, ModelRequest } from '../provider.js'
+import { apiFetch } from './api-fetch.js'
 import { classifyGeminiError } from './gemini-errors.js'
 
 /*
@@ -35,7 +36,7 @@ export function thinkingBudget (model: string, configured: number): number {
 
 export function createGeminiProvider (options: GeminiProviderOptions): ModelProvider {
   const { apiKey, model, baseUrl, maxOutputTokens, temperature } = options
-  const ai = new GoogleGenAI({ apiKey, ...(baseUrl === undefined ? {} : { httpOptions: { baseUrl } }) })
+  const ai = new GoogleGenAI({ apiKey, httpOptions: { fetch: apiFetch, ...(baseUrl === undefined ? {} : { baseUrl }) } })
   const generation = { maxOutputTokens, temperature, thinkingConfig: { thinkingBudget: thinkingBudget(model, options.thinkingBudget) } }
 
   const params = (request: ModelRequest, signal: AbortSignal) => ({

@@ -2,6 +2,7 @@ import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from 'openai'
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions'
 import type { ModelChunk, ModelProvider, ModelRequest } from '../provider.js'
 import { httpFailure, transportFailure, type UpstreamFailure } from '../upstream-errors.js'
+import { apiFetch } from './api-fetch.js'
 
 /*
  * Any OpenAI-compatible /v1/chat/completions server (Ollama, llama.cpp's
@@ -84,6 +85,7 @@ export function createOpenAiProvider ({ baseUrl, apiKey, model, maxOutputTokens,
     project: null,
     adminAPIKey: null,
     maxRetries: 0,
+    fetch: apiFetch,
     // The SDK's debug log would print requests, prompt included.
     logLevel: 'off'
   })
