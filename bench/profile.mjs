@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util'
 import { wrk } from './lib/http-load.mjs'
 import { pinSelf, ROOT } from './lib/processes.mjs'
 import { chatRequest, createServers } from './lib/servers.mjs'
-import { fanOut } from './lib/ws-load.mjs'
+import { fanOut, wsEndpoint } from './lib/ws-load.mjs'
 
 const { values: options } = parseArgs({
   options: {
@@ -34,13 +34,13 @@ const seconds = Number(options.seconds)
 const profiled = (name, env) => startOurs({ name, dist, env, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)] })
 try {
   const targets = options.scenario === 'fanout-redis' ? await profileFanOutRedis() : [await profileHttp()]
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   for (const target of targets) {
     await target.stop()
     const dir = join(profileDir, target.name)
     const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
     // Kept for Chrome DevTools (Performance → Load profile), next to the bench reports.
     const kept = join(ROOT, 'bench/results', `profile-${options.scenario}-${target.name}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`)
-    mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
     copyFileSync(join(dir, file), kept)
     console.log(`\n=== ${target.name}: ${kept}`)
     summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top))
@@ -69,9 +69,7 @@ async function profileFanOutRedis () {
   const sender = await profiled('sender', { REDIS_URL })
   const receiver = await profiled('receiver', { REDIS_URL })
   const cpuSeconds = () => sender.cpuSeconds() + receiver.cpuSeconds()
-  const result = await fanOut(`${sender.url.replace('http', 'ws')}/ws`, {
-    pairs: 50, seconds, warmupSeconds: 2, tag: 'profile', cpuSeconds, receiverUrl: `${receiver.url.replace('http', 'ws')}/ws`
-  })
+  const result = await fanOut(wsEndpoint(sender.url), { pairs: 50, seconds, warmupSeconds: 2, tag: 'profile', cpuSeconds, receiverUrl: wsEndpoint(receiver.url) })
   console.log(`fanout-redis: ${result.msgPerSecond.toFixed(0)} msg/s under the profiler, ${result.cpuUsPerMessage.toFixed(1)} µs CPU per message (both instances), p99 ${result.p99Ms.toFixed(1)} ms`)
   return [sender, receiver]
 }

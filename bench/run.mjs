@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util'
 import { fixedRate, wrk } from './lib/http-load.mjs'
 import { hasTaskset, LOAD_CORE, pinSelf, ROOT, SERVER_CORE } from './lib/processes.mjs'
 import { chatRequest, createServers } from './lib/servers.mjs'
-import { closeAll, fanOut, openIdle } from './lib/ws-load.mjs'
+import { closeAll, fanOut, openIdle, wsEndpoint } from './lib/ws-load.mjs'
 import { soak } from './soak.mjs'
 
 const { values: options } = parseArgs({
@@ -132,7 +132,7 @@ const scenarios = {
     title: `WebSocket 2-person fan-out (${settings.wsPairs} sessions)`,
     servers: () => [...candidates(), ['bare-ws', () => baselineServer('bare-ws')]],
     measure: async (target, name, round) => {
-      const url = `ws://127.0.0.1:${target.port}/ws`
+      const url = wsEndpoint(target.url)
       const saturated = await fanOut(url, { ...settings, pairs: settings.wsPairs, tag: `${name}-s${round}`, cpuSeconds: target.cpuSeconds })
       const atRate = await fanOut(url, { ...settings, pairs: settings.wsPairs, rate: settings.wsRate, tag: `${name}-r${round}` })
       return { msgPerSecond: saturated.msgPerSecond, cpuUsPerMessage: saturated.cpuUsPerMessage, p99AtRateMs: atRate.p99Ms, deliveredAtRate: atRate.msgPerSecond }
@@ -152,7 +152,7 @@ const scenarios = {
       ['single', () => ours()], ['floor', bareWsOnRedis], ['bare-ws', () => baselineServer('bare-ws')]
     ],
     measure: async (target, name, round) => {
-      const [senderUrl, receiverUrl] = (target.urls ?? [target.url, target.url]).map((url) => `${url.replace('http', 'ws')}/ws`)
+      const [senderUrl, receiverUrl] = (target.urls ?? [target.url, target.url]).map(wsEndpoint)
       const options = { ...settings, pairs: settings.wsPairs, receiverUrl }
       const redisBefore = target.urls === undefined ? undefined : (await redis()).commandStats().evalsha
       const saturated = await fanOut(senderUrl, { ...options, tag: `${name}-redis-s${round}`, cpuSeconds: target.cpuSeconds })

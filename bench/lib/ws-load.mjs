@@ -9,6 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
 
 const CONNECT_BATCH = 200
+
+/** The WebSocket endpoint of a server at `httpUrl`. */
+export const wsEndpoint = (httpUrl) => `${httpUrl.replace(/^http/, 'ws')}/ws`
 const WINDOW = 16
 
 function connect (url) {
