@@ -103,7 +103,7 @@ t.test('GET /api/stats after a known sequence of requests: exact counts, rates a
     aiFailureRatePct: 50,
     slowResponseMs: 5000,
     highConnections: 100,
-    eventLoopStallMs: config.EVENT_LOOP_STALL_MS, // the test helper sets 60 s (see testConfig)
+    eventLoopStallMs: 60_000, // from config: the test helper sets 60 s (see testConfig)
     minRateSample: 10,
     slowClearMs: 300000
   })
@@ -330,7 +330,7 @@ t.test('every STATS_INTERVAL_MS: a snapshot in server-stats.log and a summary on
     aiFailureRatePct: 50,
     slowResponseMs: 5000,
     highConnections: 100,
-    eventLoopStallMs: config.EVENT_LOOP_STALL_MS, // the test helper sets 60 s (see testConfig)
+    eventLoopStallMs: 60_000, // from config: the test helper sets 60 s (see testConfig)
     minRateSample: 10,
     slowClearMs: 100
   })
