@@ -245,6 +245,30 @@ t.test('redis store only', async (t) => {
     t.same(remaining, [], 'the key count returns to where it started')
   })
 
+  t.test('a recorded event renews its room at most once per 1 % of the TTL (a second at most); a history it creates expires', async (t) => {
+    const ttlMs = 200_000 // 1 % is 2 s: the one-second cap applies
+    const store = await redisStore(t, { ttlMs })
+    const meta = `${store.prefix}room:{busy}`
+    const roomKeys = [meta, `${meta}:history`, `${meta}:participants`, `${meta}:presence`]
+    const expiryInIndex = async () => Number(/^\$\d+\r\n(\d+)/.exec(await redis.command('ZSCORE', `${store.prefix}sessions:room`, 'busy'))?.[1])
+    await store.join('busy', sam, 10)
+    await sleep(300)
+    await store.recordEvent('busy', chatMessage('busy', 'one'), { keep: 50 })
+    t.ok(await pttl(meta) <= ttlMs - 250, `renewed by the join 300 ms before: not renewed again (${await pttl(meta)} ms left)`)
+    t.ok(await pttl(roomKeys[1]) > ttlMs - 250, 'the history the first event created expires with the room')
+    const indexedBefore = await expiryInIndex()
+
+    await sleep(900)
+    const sent = Date.now()
+    await store.recordEvent('busy', chatMessage('busy', 'two'), { keep: 50 })
+    for (const key of roomKeys) {
+      const left = await pttl(key)
+      t.ok(left > ttlMs - 250 && left <= ttlMs, `1.2 s after the last renewal, ${key} is renewed (${left} ms left)`)
+    }
+    const indexed = await expiryInIndex()
+    t.ok(indexed >= sent + ttlMs && indexed > indexedBefore + 1000, 'and so is its expiry in the index')
+  })
+
   t.test('members of an instance that stops vouching for them are dropped after REDIS_PRESENCE_TTL_MS', async (t) => {
     const prefix = `p${randomUUID().slice(0, 8)}:`
     const a = await redisStore(t, { presenceTtlMs: 600 }, prefix)

@@ -6,7 +6,7 @@
  *
  * | key                                   | type   | holds                                                        | TTL                      |
  * | ------------------------------------- | ------ | ------------------------------------------------------------ | ------------------------ |
- * | `companion:{<id>}`                    | hash   | createdAt, lastActivity, messageCount (ms / count), persona (JSON) | SESSION_TTL_MS, renewed on activity |
+ * | `companion:{<id>}`                    | hash   | createdAt, lastActivity, messageCount (ms / count), persona (JSON) | SESSION_TTL_MS, renewed on activity (by a room's messages at most once a second) |
  * | `companion:{<id>}:history`            | list   | the kept turns, oldest first, one JSON `{role, text, timestamp, alternatives?}` each | same |
  * | `companion:{<id>}:replying`           | string | the token of the request generating a reply (SPEC §2.5)      | the longest a reply takes |
  * | `request:<route>:<ip>:<key>`          | string | an Idempotency-Key's record, JSON (SPEC §2.5)                | IDEMPOTENCY_TTL_MS (while running: the longest a reply takes) |
