@@ -15,6 +15,7 @@ import { PERSONA } from './lib/servers.mjs'
 
 const SESSION_TTL_MS = 5000
 const SAMPLE_EVERY_MS = 2000
+const SLICES = 20
 const MB = 1024 * 1024
 
 function askMemory (child) {
@@ -84,7 +85,14 @@ export async function soak ({ startOurs, settings, resultsDir, stamp, redis }) {
     const redisAtStart = redis === undefined ? undefined : { bytes: redis.usedMemory(), keys: redis.keyNames() }
 
     const sampler = setInterval(() => { sample('running').catch(() => undefined) }, SAMPLE_EVERY_MS)
-    await run(Math.round(settings.soakRequests * 0.95), Math.round(settings.soakCycles * 0.95))
+    // In lockstep slices, so that the mix stays the same to the end. Run as
+    // one piece each, the session cycles outlast the requests and then run
+    // alone at about three times their rate, with three times the sessions
+    // alive: the RSS of the last samples measured that peak, not the soak.
+    const requestsLeft = Math.round(settings.soakRequests * 0.95)
+    const cyclesLeft = Math.round(settings.soakCycles * 0.95)
+    const slice = (total, i) => Math.floor(total * (i + 1) / SLICES) - Math.floor(total * i / SLICES)
+    for (let i = 0; i < SLICES; i++) await run(slice(requestsLeft, i), slice(cyclesLeft, i))
     clearInterval(sampler)
     clearInterval(keepAlive)
     await sleep(SESSION_TTL_MS * 2 + 1000)
