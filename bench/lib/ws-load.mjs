@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
+import { percentile } from './stats.mjs'
 
 const CONNECT_BATCH = 200
 
@@ -70,11 +71,6 @@ async function openPairs (url, receiverUrl, pairs, tag) {
     result.push({ sessionId, sender, receiver, inFlight: 0 })
   }
   return result
-}
-
-function percentile (sorted, p) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
 /**
