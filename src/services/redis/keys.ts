@@ -6,11 +6,11 @@
  *
  * | key                                   | type   | holds                                                        | TTL                      |
  * | ------------------------------------- | ------ | ------------------------------------------------------------ | ------------------------ |
- * | `companion:{<id>}`                    | hash   | createdAt, lastActivity, messageCount (ms / count), persona (JSON) | SESSION_TTL_MS, renewed on activity (by a room's messages at most once a second) |
+ * | `companion:{<id>}`                    | hash   | createdAt, lastActivity, messageCount (ms / count), persona (JSON) | SESSION_TTL_MS, renewed on activity |
  * | `companion:{<id>}:history`            | list   | the kept turns, oldest first, one JSON `{role, text, timestamp, alternatives?}` each | same |
  * | `companion:{<id>}:replying`           | string | the token of the request generating a reply (SPEC §2.5)      | the longest a reply takes |
  * | `request:<route>:<ip>:<key>`          | string | an Idempotency-Key's record, JSON (SPEC §2.5)                | IDEMPOTENCY_TTL_MS (while running: the longest a reply takes) |
- * | `room:{<id>}`                         | hash   | createdAt, lastActivity, messageCount, joins (a counter that orders participants) | same, also renewed while someone is connected |
+ * | `room:{<id>}`                         | hash   | createdAt, lastActivity, messageCount, joins (a counter that orders participants) | same, also renewed while someone is connected; by its messages at most once a second |
  * | `room:{<id>}:history`                 | list   | the last 50 recorded events, oldest first, one JSON `{event, data}` each | same           |
  * | `room:{<id>}:participants`            | hash   | userId → JSON `[joinOrder, playerName]`                      | same                     |
  * | `room:{<id>}:presence`                | zset   | userId → ms until which its instance vouches for it          | same                     |
