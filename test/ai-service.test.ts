@@ -9,6 +9,7 @@ import { createGeminiProvider } from '../src/services/ai/providers/gemini.js'
 import { createOfflineProvider } from '../src/services/ai/providers/offline.js'
 import { AiUnavailableError, createAiService, type AiServiceOptions } from '../src/services/ai/service.js'
 import { apiError, DEFAULT_REPLY, quotaFailure, retryInfo, startFakeGemini, type FakeGemini } from './fake-gemini.js'
+import { startRedirectTarget } from './fake-server.js'
 import { persona, until } from './helper.js'
 
 /*
@@ -340,22 +341,15 @@ t.test('network errors are retried', async (t) => {
 })
 
 t.test('a redirect from the upstream is a failure, never followed: the API key does not go to another host', async (t) => {
-  const elsewhere: Array<string | undefined> = []
-  const thief = createServer((req, res) => {
-    elsewhere.push(req.headers['x-goog-api-key'] as string | undefined)
-    res.end()
-  })
-  thief.listen(0, '127.0.0.1')
-  await once(thief, 'listening')
-  t.teardown(() => { thief.close() })
+  const elsewhere = await startRedirectTarget(t)
   const fake = await startFakeGemini(t)
-  const redirect = { redirect: `http://127.0.0.1:${(thief.address() as AddressInfo).port}/v1beta/models/gemini-2.5-flash:generateContent` }
+  const redirect = { redirect: elsewhere.url('/v1beta/models/gemini-2.5-flash:generateContent') }
   fake.script(redirect, redirect, redirect)
   const { ai, outcomes } = setup(fake)
   await unavailable(t, chat(ai), 'NETWORK_ERROR', 1)
   t.same(outcomes, [failed('NETWORK_ERROR', { attempts: 3, latencyMs: 1500 })])
   t.equal(fake.requests.length, 3, 'each attempt reached the API')
-  t.same(elsewhere, [], 'nothing reached the redirect target')
+  t.same(elsewhere.received, [], 'nothing reached the redirect target, the key included')
 })
 
 t.test('offline mode: canned persona-aware replies, no upstream, provider offline', async (t) => {

@@ -1,11 +1,10 @@
 import { once } from 'node:events'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { blockedReply, unavailableReply } from '../src/services/ai/fallbacks.js'
 import { openAiEnv, OPENAI_MODEL, OPENAI_REPLY, openAiError, startFakeOpenAi } from './fake-openai.js'
+import { startRedirectTarget } from './fake-server.js'
 import { rawPost, readLog, startServer, until, waitForLogLine } from './helper.js'
 import { parseEvents, postJson, SSE } from './http-client.js'
 
@@ -34,23 +33,16 @@ async function session (t: Test, initialize: () => Promise<Response>): Promise<s
 }
 
 t.test('a redirect from the OpenAI-compatible server is a failure, never followed: the conversation goes nowhere else', async (t) => {
-  const elsewhere: string[] = []
-  const thief = createServer((req, res) => {
-    elsewhere.push(`${req.method} ${req.url}`)
-    res.end()
-  })
-  thief.listen(0, '127.0.0.1')
-  await once(thief, 'listening')
-  t.teardown(() => { thief.close() })
+  const elsewhere = await startRedirectTarget(t)
   const { fake, initialize, chat } = await setup(t)
   const sessionId = await session(t, initialize)
-  const redirect = { redirect: `http://127.0.0.1:${(thief.address() as AddressInfo).port}/v1/chat/completions` }
+  const redirect = { redirect: elsewhere.url('/v1/chat/completions') }
   fake.script(redirect, redirect, redirect)
   const response = await chat({ sessionId, message: 'a secret for you' })
   t.equal(response.status, 503)
   t.match(await response.json(), { code: 'AI_UNAVAILABLE', fallback: true, message: unavailableReply(companionConfig) })
   t.equal(fake.requests.length, 4, 'the greeting, then each attempt reached the server')
-  t.same(elsewhere, [], 'nothing reached the redirect target')
+  t.same(elsewhere.received, [], 'nothing reached the redirect target')
 })
 
 t.test('derived from OPENAI_BASE_URL: the persona as the system message, the history as user/assistant, the settings sent', async (t) => {

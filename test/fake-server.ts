@@ -127,6 +127,24 @@ export async function beforeAnswer (step: StepTiming, res: ServerResponse): Prom
   return !res.destroyed
 }
 
+/**
+ * Where a fake's `redirect` step points: a loopback server that records
+ * every request reaching it (method, path and the Gemini key header), so a
+ * test can show that nothing followed the redirect.
+ */
+export async function startRedirectTarget (t: Test) {
+  const received: Array<{ method?: string, url?: string, apiKey?: string }> = []
+  const server = createServer((req, res) => {
+    received.push({ method: req.method, url: req.url, apiKey: req.headers['x-goog-api-key'] as string | undefined })
+    res.end()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.close() })
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { received, url: (path: string) => origin + path }
+}
+
 export type EnvOverrides = Partial<Record<keyof Config, string | number>>
 
 /** Fast retries and limits that never interfere, for apps talking to a fake (tests override what they exercise). */
