@@ -10,10 +10,10 @@ import WebSocket from 'ws'
 import { percentile } from './stats.mjs'
 
 const CONNECT_BATCH = 200
+const WINDOW = 16
 
 /** The WebSocket endpoint of a server at `httpUrl`. */
 export const wsEndpoint = (httpUrl) => `${httpUrl.replace(/^http/, 'ws')}/ws`
-const WINDOW = 16
 
 function connect (url) {
   return new Promise((resolve, reject) => {
