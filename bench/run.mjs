@@ -104,7 +104,8 @@ const scenarios = {
       ...['bare', 'bare-same-request'].map((name) => [name, () => baselineServer(name, settings.upstreamMs)])
     ],
     measure: async (target) => {
-      const result = await fixedRate(`${target.url}/api/ai-companion/chat`, { ...settings, rate: settings.chatRate, request: await chatRequest(target) })
+      // A request 40 ms over the upstream time is late: reported as windows, which is what a p99 here usually is.
+      const result = await fixedRate(`${target.url}/api/ai-companion/chat`, { ...settings, rate: settings.chatRate, request: await chatRequest(target), lateMs: settings.upstreamMs + 40 })
       return { ...result, addedP99Ms: result.p99Ms - settings.upstreamMs }
     },
     figure: 'addedP99Ms',

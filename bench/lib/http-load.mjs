@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 import { LOAD_CORE, pinned } from './processes.mjs'
-import { percentile } from './stats.mjs'
+import { percentile, windows } from './stats.mjs'
 
 const run = promisify(execFile)
 
@@ -80,13 +80,17 @@ export async function wrk (url, { connections, seconds, warmupSeconds, request =
  * from when its request was due, so a server that falls behind is charged
  * for the wait (no coordinated omission).
  *
+ * `lateMs`: requests later than this are also reported as windows of the
+ * run (`lateWindows`: when, in ms from the start, and how many), since a
+ * p99 is often one such window, not a spread of slow requests.
+ *
  * Hand-written: autocannon's `overallRate` is not a schedule. Each of its
  * connections sends its quota for the second back to back at the start of
  * every second, so at 300 req/s over 50 connections its p99 measured the
  * queue of 50 simultaneous requests (CPU per request × 50), not the latency
  * added at 300 req/s. wrk2 is not packaged here.
  */
-export async function fixedRate (url, { rate, connections, seconds, warmupSeconds, request = {} }) {
+export async function fixedRate (url, { rate, connections, seconds, warmupSeconds, request = {}, lateMs = Infinity }) {
   const agent = new Agent({ keepAlive: true, maxSockets: connections })
   const bodies = request.bodies?.map((each) => JSON.stringify(each)) ??
     (request.body === undefined ? undefined : [JSON.stringify(request.body)])
@@ -106,6 +110,7 @@ export async function fixedRate (url, { rate, connections, seconds, warmupSecond
   async function schedule (durationSeconds) {
     const total = Math.round(durationSeconds * rate)
     const latencies = []
+    const late = []
     const pending = []
     let non2xx = 0
     let socketErrors = 0
@@ -117,7 +122,9 @@ export async function fixedRate (url, { rate, connections, seconds, warmupSecond
         for (; sent < due; sent++) {
           const dueAt = started + sent * 1000 / rate
           pending.push(send().then((status) => {
-            latencies.push(performance.now() - dueAt)
+            const latency = performance.now() - dueAt
+            latencies.push(latency)
+            if (latency > lateMs) late.push(dueAt - started)
             if (status === 0) socketErrors++
             else if (status < 200 || status > 299) non2xx++
           }))
@@ -130,7 +137,14 @@ export async function fixedRate (url, { rate, connections, seconds, warmupSecond
     })
     await Promise.all(pending)
     latencies.sort((a, b) => a - b)
-    return { rps: latencies.length * 1000 / (performance.now() - started), p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), non2xx, socketErrors }
+    return {
+      rps: latencies.length * 1000 / (performance.now() - started),
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+      non2xx,
+      socketErrors,
+      lateWindows: windows(late.sort((a, b) => a - b), 200)
+    }
   }
 
   try {
