@@ -19,7 +19,9 @@ export const healthBody = () => ({
   memory: { rssMB: Math.round(process.memoryUsage.rss() / 1048576), heapUsedMB: 0 }
 })
 
-const gemini = new GoogleGenAI({ apiKey: 'bench-key', httpOptions: { baseUrl: process.env.GEMINI_BASE_URL ?? 'http://127.0.0.1:9' } })
+// BENCH_OUR_FETCH: the SDK gets our server's fetch (dist/, built by `npm run bench`) instead of Node's.
+const sdkFetch = process.env.BENCH_OUR_FETCH === undefined ? {} : { fetch: (await import('../../dist/services/ai/providers/api-fetch.js')).apiFetch }
+const gemini = new GoogleGenAI({ apiKey: 'bench-key', httpOptions: { ...sdkFetch, baseUrl: process.env.GEMINI_BASE_URL ?? 'http://127.0.0.1:9' } })
 const model = process.env.GEMINI_MODEL ?? 'gemini-2.5-flash'
 
 /**

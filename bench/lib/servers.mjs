@@ -150,6 +150,8 @@ export function createServers (scratch) {
     bare: { file: 'bare-fastify.mjs' },
     // Bare Fastify + SDK sending our upstream request (persona, policy, the last 20 turns), not the message alone.
     'bare-same-request': { file: 'bare-fastify.mjs', env: () => ({ BENCH_CHAT_SAME_REQUEST: fixtures.chatRequest }) },
+    // The same, with the SDK given our fetch (undici's request) instead of Node's: what our stack adds over the same upstream call.
+    'bare-same-fetch': { file: 'bare-fastify.mjs', env: () => ({ BENCH_CHAT_SAME_REQUEST: fixtures.chatRequest, BENCH_OUR_FETCH: '1' }) },
     floor: { file: 'same-work-floor.mjs' },
     'fastify-defaults': { file: 'fastify-defaults.mjs' },
     express: { file: 'express-stack.mjs' },
