@@ -22,8 +22,8 @@ import { request, type Dispatcher } from 'undici'
  * - a server-sent event stream stays a stream; other bodies are read whole.
  */
 
-/** Statuses whose Response must have no body. */
-const NULL_BODY = new Set([101, 204, 205, 304])
+/** Statuses whose Response must have no body (`request` never hands back a 1xx). */
+const NULL_BODY = new Set([204, 205, 304])
 
 /** What fetch rejects with: the signal's reason once aborted, else `fetch failed` with the cause. */
 const failure = (cause: unknown, signal: AbortSignal | undefined): unknown =>
@@ -50,7 +50,7 @@ export async function apiFetch (input: string | URL | Request, init: RequestInit
   const status = answer.statusCode
   if (status >= 300 && status < 400) {
     await answer.body.dump()
-    throw failure(new Error(`unexpected redirect (${status})`), undefined)
+    throw new TypeError('fetch failed', { cause: new Error(`unexpected redirect (${status})`) })
   }
   const headers = responseHeaders(answer.headers)
   const details = { status, statusText: STATUS_CODES[status] ?? '', headers }
