@@ -6,7 +6,13 @@
 // `fanout-redis` profiles both instances of the two-instance WebSocket
 // fan-out on one Redis (senders on A, receivers on B), one summary each.
 //
-//   node bench/profile.mjs [--scenario health|session|session-404|chat|fanout-redis] [--seconds 15] [--dist DIR] [--top 25]
+// `--baseline NAME` (an HTTP scenario) profiles that baseline of
+// bench/baselines under the same load too, and prints where our server
+// spends more, in µs of CPU per request (self time by module and function,
+// scaled by each server's measured CPU per request).
+//
+//   node bench/profile.mjs [--scenario health|session|session-404|chat|fanout-redis] [--baseline bare-same-request]
+//                          [--seconds 15] [--dist DIR] [--top 25]
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
@@ -21,6 +27,7 @@ const { values: options } = parseArgs({
     scenario: { type: 'string', default: 'session' },
     seconds: { type: 'string', default: '15' },
     dist: { type: 'string' },
+    baseline: { type: 'string' },
     top: { type: 'string', default: '25' }
   }
 })
@@ -28,13 +35,15 @@ const { values: options } = parseArgs({
 pinSelf()
 const scratch = mkdtempSync(join(tmpdir(), 'lc-profile-'))
 const profileDir = join(scratch, 'profile')
-const { startOurs, redis, stopAll } = createServers(scratch)
+const { startOurs, baselineServer, redis, stopAll } = createServers(scratch)
 const dist = options.dist === undefined ? undefined : resolve(options.dist)
 const seconds = Number(options.seconds)
-const profiled = (name, env) => startOurs({ name, dist, env, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)] })
+const profiling = (name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]
+const profiled = (name, env) => startOurs({ name, dist, env, nodeArgs: profiling(name) })
 try {
-  const targets = options.scenario === 'fanout-redis' ? await profileFanOutRedis() : [await profileHttp()]
+  const targets = options.scenario === 'fanout-redis' ? await profileFanOutRedis() : await profileHttp()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
+  const summaries = []
   for (const target of targets) {
     await target.stop()
     const dir = join(profileDir, target.name)
@@ -43,25 +52,34 @@ try {
     const kept = join(ROOT, 'bench/results', `profile-${options.scenario}-${target.name}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`)
     copyFileSync(join(dir, file), kept)
     console.log(`\n=== ${target.name}: ${kept}`)
-    summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top))
+    summaries.push({ ...summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top)), cpuUsPerRequest: target.cpuUsPerRequest })
   }
+  if (options.baseline !== undefined) printDifference(summaries[0], summaries[1], options.baseline, Number(options.top))
 } finally {
   await stopAll()
   rmSync(scratch, { recursive: true, force: true })
 }
 
+/** Our server, and the baseline if one was asked for, each profiled under the scenario's load in turn. */
 async function profileHttp () {
-  const target = await profiled('server')
-  const requests = {
-    health: ['/health'],
-    session: [`/api/sessions/${target.sessionId}`],
-    'session-404': ['/api/sessions/no-such-session'],
-    chat: ['/api/ai-companion/chat', await chatRequest(target)]
+  const targets = [await profiled('server')]
+  if (options.baseline !== undefined) {
+    const baseline = await baselineServer(options.baseline, 0, profiling(options.baseline))
+    targets.push(Object.assign(baseline, { name: options.baseline }))
   }
-  const [path, request] = requests[options.scenario]
-  const result = await wrk(target.url + path, { connections: 50, seconds, warmupSeconds: 2, request, cpuSeconds: target.cpuSeconds })
-  console.log(`${options.scenario}: ${result.rps.toFixed(0)} req/s under the profiler, ${result.cpuUsPerRequest.toFixed(0)} µs CPU per request (p99 ${result.p99Ms} ms, non-2xx ${result.non2xx})`)
-  return target
+  for (const target of targets) {
+    const requests = {
+      health: ['/health'],
+      session: [`/api/sessions/${target.sessionId}`],
+      'session-404': ['/api/sessions/no-such-session'],
+      chat: ['/api/ai-companion/chat', await chatRequest(target)]
+    }
+    const [path, request] = requests[options.scenario]
+    const result = await wrk(target.url + path, { connections: 50, seconds, warmupSeconds: 2, request, cpuSeconds: target.cpuSeconds })
+    target.cpuUsPerRequest = result.cpuUsPerRequest
+    console.log(`${target.name}, ${options.scenario}: ${result.rps.toFixed(0)} req/s under the profiler, ${result.cpuUsPerRequest.toFixed(0)} µs CPU per request (p99 ${result.p99Ms} ms, non-2xx ${result.non2xx})`)
+  }
+  return targets
 }
 
 async function profileFanOutRedis () {
@@ -108,6 +126,21 @@ function summarise (profile, top) {
   print('self time by module', selfByModule)
   print('self time by function', selfByFunction)
   print('total time (self + callees) by function', totalByFunction(profile, counts))
+  return { selfByModule, selfByFunction, total }
+}
+
+/** Where ours spends more than the baseline: each share of busy samples times that server's CPU per request. */
+function printDifference (ours, baseline, name, top) {
+  const usPerRequest = (summary, map, key) => summary.cpuUsPerRequest * (map.get(key) ?? 0) / summary.total
+  for (const by of ['selfByModule', 'selfByFunction']) {
+    const keys = new Set([...ours[by].keys(), ...baseline[by].keys()])
+    const rows = [...keys].map((key) => [key, usPerRequest(ours, ours[by], key), usPerRequest(baseline, baseline[by], key)])
+    rows.sort((a, b) => (b[1] - b[2]) - (a[1] - a[2]))
+    console.log(`\nours − ${name}, self time ${by === 'selfByModule' ? 'by module' : 'by function'}, µs of CPU per request (${ours.cpuUsPerRequest.toFixed(0)} against ${baseline.cpuUsPerRequest.toFixed(0)})`)
+    for (const [key, mine, theirs] of rows.slice(0, top)) {
+      console.log(`${(mine - theirs).toFixed(1).padStart(7)}  ${mine.toFixed(1).padStart(7)} ${theirs.toFixed(1).padStart(7)}  ${key}`)
+    }
+  }
 }
 
 /** Samples in which a function is on the stack, each counted once even when it recurses. */

@@ -158,12 +158,14 @@ export function createServers (scratch) {
     'bare-ws': { file: 'bare-ws.mjs' }
   }
 
-  const baselineServer = (name, latencyMs = 0) => server(`${name}-${latencyMs}`, async () => {
+  /** `nodeArgs`: for a profile (bench/profile.mjs). */
+  const baselineServer = (name, latencyMs = 0, nodeArgs = []) => server(`${name}-${latencyMs}`, async () => {
     const { env } = await captureFixtures()
     const fake = await fakeGemini(latencyMs)
     const { file, env: ownEnv = () => ({}) } = BASELINES[name]
     const target = await startNode(baseline(file), {
       name,
+      nodeArgs,
       env: { ...env, ...ownEnv(), GEMINI_BASE_URL: fake.url, BENCH_LOG_FILE: join(mkdtempSync(join(scratch, `${name}-`)), 'requests.log') }
     })
     target.sessionId = fixtures.sessionId
