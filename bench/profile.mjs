@@ -32,6 +32,7 @@ const { values: options } = parseArgs({
   }
 })
 
+if (options.baseline !== undefined && options.scenario === 'fanout-redis') throw new Error('--baseline is for the HTTP scenarios')
 pinSelf()
 const scratch = mkdtempSync(join(tmpdir(), 'lc-profile-'))
 const profileDir = join(scratch, 'profile')
