@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { apiFetch } from '../src/services/ai/providers/api-fetch.js'
+import { startRedirectTarget } from './fake-server.js'
 
 /*
  * The fetch both providers' SDKs are given (undici's request behind fetch's
@@ -73,14 +74,13 @@ t.test('a server-sent event stream is readable while the server is still writing
 })
 
 t.test('a redirect is refused, not followed: fetch failed, and the target is never asked', async (t) => {
-  let targetAsked = false
-  const target = await serve(t, (_req, _body, res) => { targetAsked = true; res.end() })
-  const url = await serve(t, (_req, _body, res) => { res.writeHead(307, { location: `${target}/steal` }).end() })
+  const target = await startRedirectTarget(t)
+  const url = await serve(t, (_req, _body, res) => { res.writeHead(307, { location: target.url('/steal') }).end() })
   const error = await apiFetch(url, { headers: { 'x-goog-api-key': 'secret' } }).catch((error: unknown) => error)
   t.type(error, TypeError)
   t.equal((error as Error).message, 'fetch failed')
   t.equal(((error as Error).cause as Error).message, 'unexpected redirect (307)')
-  t.equal(targetAsked, false)
+  t.same(target.received, [], 'nothing reached the redirect target, the key included')
 })
 
 t.test('an abort rejects with the signal\'s reason, before the answer and while its body is read', async (t) => {
