@@ -53,13 +53,14 @@ t.test('the estimate: text as UTF-16 plus a fixed allowance per session and per 
   t.equal(store.bytes, COMPANION_BYTES + 134 + room, '512 per session + its code, 128 per participant plus its names')
   const before = store.bytes
   for (let i = 0; i < 50; i++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 })
-  // 128 + 2 × (64 code + 36 id + 2000 text + 36 sender + 50 name + 24 timestamp) per message.
-  const perMessage = 128 + 2 * 2210
-  t.equal(perMessage, 4548)
-  t.equal(store.bytes - before, 50 * perMessage)
+  // A message is kept as its frame: 128 + 2 × (116 of the envelope's keys and punctuation
+  // + 64 code + 36 id + 2000 text + 36 sender + 50 name + 24 timestamp + a 2-digit seq).
+  const perMessage = 128 + 2 * 2328
+  t.equal(perMessage, 4784)
+  t.equal(store.bytes - before, 50 * perMessage - 9 * 2, 'seqs 1–9 are a digit shorter')
   for (let i = 0; i < 10; i++) await store.recordEvent(code, chatMessage(code, 'x'.repeat(2000)), { keep: 50 })
-  t.equal(store.bytes - before, 50 * perMessage, 'a full session stays the same size as messages come and go')
-  t.equal(room + 50 * perMessage, 228_178, 'a full multiplayer session with one participant: about 223 KiB')
+  t.equal(store.bytes - before, 50 * perMessage, 'a full session holds 50 messages as they come and go')
+  t.equal(room + 50 * perMessage, 239_978, 'a full multiplayer session with one participant: about 234 KiB')
   await store.leave(code, 'u1')
   t.equal(store.bytes, COMPANION_BYTES + 134 + room - 138 + 50 * perMessage, 'leaving removes the participant')
 })
@@ -85,7 +86,7 @@ t.test('over budget, the least recently active sessions are evicted first', asyn
 
 t.test('activity moves a session to the most recently active end; reads do not', async (t) => {
   const ROOM = 512 + 2
-  const MESSAGE = 128 + 2 * (1 + 36 + 5 + 36 + 50 + 24)
+  const MESSAGE = 128 + 2 * (116 + 1 + 36 + 5 + 36 + 50 + 24 + 1) // its frame: envelope, fields, seq
   const { store, clock } = setup(t, { maxBytes: 3 * COMPANION_BYTES + ROOM + MESSAGE })
   const a = await store.createCompanion(persona)
   const b = await store.createCompanion(persona)
@@ -108,18 +109,18 @@ t.test('activity moves a session to the most recently active end; reads do not',
 })
 
 t.test('a multiplayer session with someone connected is never evicted; other writes still succeed when nothing can be', async (t) => {
-  const { store, evictions } = setup(t, { maxBytes: 2048 })
+  const { store, evictions } = setup(t, { maxBytes: 2200 })
   await store.join('live', sam, 10)
   const old = await store.createCompanion(persona)
   const next = await store.createCompanion(persona)
-  for (let i = 0; i < 2; i++) await store.recordEvent('live', chatMessage('live', 'x'.repeat(50)), { keep: 50 })
+  for (let i = 0; i < 2; i++) await store.recordEvent('live', chatMessage('live', 'x'.repeat(10)), { keep: 50 })
   t.same(await ids(store, ['live', old.id, next.id]), [true, false, false], 'the companions went, the live session stayed')
-  t.ok(store.bytes <= 2048)
+  t.ok(store.bytes <= 2200)
   const joined = await store.join('live', { userId: 'u2', playerName: 'Alex' }, 10)
   t.equal(joined.ok, true, 'it can still be joined')
   const another = await store.createCompanion(persona)
   t.ok(await store.get(another.id), 'new companions are still created, while nothing else is evictable')
-  t.ok(store.bytes > 2048, 'over budget by that companion: idle sessions keep a quarter of the budget')
+  t.ok(store.bytes > 2200, 'over budget by that companion: idle sessions keep a quarter of the budget')
   t.ok(await store.get('live'))
   t.same(evictions, [1, 1])
 
@@ -132,8 +133,9 @@ t.test('a multiplayer session with someone connected is never evicted; other wri
 
 t.test('once pinned sessions nearly fill the budget, no session gains its first participant; joined ones still take joiners', async (t) => {
   const LIVE = 512 + 8 + (128 + 4 + 6) // 'live' with Sam
-  const MESSAGE = 128 + 2 * (4 + 36 + 1000 + 36 + 50 + 24)
-  const SHORT = 128 + 2 * (4 + 36 + 400 + 36 + 50 + 24)
+  // Frames: the envelope's 116 characters, the fields' and a 1-digit seq.
+  const MESSAGE = 128 + 2 * (116 + 4 + 36 + 1000 + 36 + 50 + 24 + 1)
+  const SHORT = 128 + 2 * (116 + 4 + 36 + 170 + 36 + 50 + 24 + 1)
   const EMPTY_ROOM = 512 + 10
   const alex = { userId: 'u2', playerName: 'Alex' }
   // The reserve idle sessions keep is a quarter of the budget: two companions.
@@ -157,7 +159,7 @@ t.test('once pinned sessions nearly fill the budget, no session gains its first 
     'a message that would take pinned sessions past the budget is refused')
   t.equal(store.pinnedBytes, LIVE + MESSAGE, 'and nothing of it stored')
   t.equal((await store.get('live'))?.history.length, 1)
-  await store.recordEvent('live', chatMessage('live', 'x'.repeat(400)), { keep: 50 })
+  await store.recordEvent('live', chatMessage('live', 'x'.repeat(170)), { keep: 50 })
   t.equal(store.pinnedBytes, LIVE + MESSAGE + SHORT)
   t.ok(store.pinnedBytes > 0.75 * 8 * COMPANION_BYTES, 'pinned hold over 75 % of the budget')
   t.same(await ids(store, [c2.id, 'empty']), [true, true], 'idle sessions within the reserve are not evicted for them')
@@ -392,18 +394,19 @@ t.test('recordEvent: consecutive seqs; a clientMsgId is remembered 10 minutes, c
   await store.join('room', sam, 10)
   const empty = store.bytes
   const first = await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' })
-  t.match(first, { duplicate: false, seq: 1, event: { event: 'chat message', data: { text: 'hi', seq: 1 } } })
-  const message = first?.duplicate === false ? first.event : chatMessage('room', '')
-  // 128 + 2 × (4 code + 36 id + 2 text + 36 sender + 50 name + 24 timestamp), plus 128 + 2 × 3 for the id.
-  t.equal(store.bytes - empty, 128 + 2 * 152 + 128 + 6)
+  const frame = first?.duplicate === false ? first.frame : ''
+  t.match(JSON.parse(frame), { event: 'chat message', data: { text: 'hi', seq: 1 } })
+  t.match(frame, /,"seq":1\}\}$/, 'seq last')
+  // 128 + 2 × (116 envelope + 4 code + 36 id + 2 text + 36 sender + 50 name + 24 timestamp + 1 seq), plus 128 + 2 × 3 for the id.
+  t.equal(store.bytes - empty, 128 + 2 * 269 + 128 + 6)
 
   clock.now = 10 * 60_000 - 1
   t.same(await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' }), { duplicate: true, seq: 1 })
   t.match(await store.recordEvent('room', chatMessage('room', 'other'), { keep: 50, clientMsgId: 'def' }), { duplicate: false, seq: 2 })
   t.match(await store.recordEvent('room', chatMessage('room', 'no id'), { keep: 50 }), { duplicate: false, seq: 3 })
   const { history } = await store.get('room') as MultiplayerSession
-  t.same(history.map((event) => event.data.seq), [1, 2, 3])
-  t.same(history[0], message, 'kept as delivered')
+  t.same(history.map((kept) => JSON.parse(kept).data.seq), [1, 2, 3])
+  t.equal(history[0], frame, 'kept as delivered')
 
   clock.now = 10 * 60_000
   t.match(await store.recordEvent('room', chatMessage('room', 'hi'), { keep: 50, clientMsgId: 'abc' }), { duplicate: false, seq: 4 },

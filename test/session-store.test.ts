@@ -128,14 +128,15 @@ for (const [name, create] of Object.entries(factories)) {
       t.equal(await store.recordEvent('nowhere', chatMessage('nowhere', 'x'), { keep: 50 }), undefined)
     })
 
-    t.test('events are kept as sent, the last `keep` of them, every one counted', async (t) => {
+    t.test('events are kept as sent (their frames, seq last), the last `keep` of them, every one counted', async (t) => {
       const store = await create(t)
       const code = `events-${randomUUID()}`
       await store.join(code, sam, 10)
       const events = Array.from({ length: 7 }, (_, i) => chatMessage(code, `message ${i} ✓`))
       for (const event of events) await store.recordEvent(code, event, { keep: 5 })
       const session = await store.get(code)
-      t.same(session?.history, events.slice(2))
+      const frames = events.map(({ event, data }, i) => JSON.stringify({ event, data: { ...data, seq: i + 1 } }))
+      t.same(session?.history, frames.slice(2))
       t.equal(session?.messageCount, 7)
       t.match(session, { participants: [sam] })
     })
@@ -147,11 +148,13 @@ for (const [name, create] of Object.entries(factories)) {
       const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.recordEvent(code, chatMessage(code, `m${i}`), { keep: 50 })))
       t.same(results.map((result) => result?.seq).sort((a, b) => (a ?? 0) - (b ?? 0)), Array.from({ length: 20 }, (_, i) => i + 1))
       const first = await store.recordEvent(code, chatMessage(code, 'once'), { keep: 50, clientMsgId: 'abc-1' })
-      t.match(first, { duplicate: false, seq: 21, event: { data: { text: 'once', seq: 21 } } })
+      t.match(first, { duplicate: false, seq: 21 })
+      const frame = first?.duplicate === false ? first.frame : ''
+      t.match(JSON.parse(frame), { event: 'chat message', data: { text: 'once', seq: 21 } })
       t.same(await store.recordEvent(code, chatMessage(code, 'once again'), { keep: 50, clientMsgId: 'abc-1' }), { duplicate: true, seq: 21 })
       const session = await store.get(code)
       t.equal(session?.messageCount, 21, 'the duplicate is not counted')
-      t.same(session?.kind === 'multiplayer' && session.history.at(-1), first?.duplicate === false && first.event, 'kept with its seq')
+      t.equal(session?.kind === 'multiplayer' && session.history.at(-1), frame, 'kept with its seq')
       const other = `seq-${randomUUID()}`
       await store.join(other, sam, 10)
       t.match(await store.recordEvent(other, chatMessage(other, 'once'), { keep: 50, clientMsgId: 'abc-1' }), { duplicate: false, seq: 1 },

@@ -55,8 +55,8 @@ export function localFanOut (store: SessionStore): FanOutFactory {
   return ({ deliverLocal }) => ({
     async record (sessionId, event, options) {
       const result = await store.recordEvent(sessionId, event, options)
-      // Serialised once for every recipient.
-      if (result?.duplicate === false) deliverLocal(sessionId, JSON.stringify(result.event), options.exceptUserId, result.seq)
+      // The frame as recorded, the same text for every recipient.
+      if (result?.duplicate === false) deliverLocal(sessionId, result.frame, options.exceptUserId, result.seq)
       return result
     },
     publish: deliverLocal,

@@ -4,7 +4,7 @@ import type { ServerEvents } from '../../schemas/ws.js'
 import type { JoinResult, MultiplayerSession, SessionEvent, SessionStore } from '../sessions/store.js'
 import { isoTime } from '../iso-time.js'
 import { localFanOut, type FanOutFactory } from './fan-out.js'
-import { encode } from './protocol.js'
+import { encode, encodeSessionJoined } from './protocol.js'
 
 /*
  * Multiplayer sessions (SPEC §3): who is in which session, and fan-out.
@@ -191,9 +191,9 @@ export function createChatHub ({
       if (already === undefined) await fanOut.ready()
       const { result, held } = await joinStore(member, sessionId, name, already === undefined)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
-      const history = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
-      member.deliver(Buffer.from(encode('session-joined', { sessionId, userId: member.userId, participants: result.session.participants, ...history })))
-      if (already !== undefined) return history.history.length
+      const { history, ...truncated } = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
+      member.deliver(Buffer.from(encodeSessionJoined({ sessionId, userId: member.userId, participants: result.session.participants, ...truncated }, history)))
+      if (already !== undefined) return history.length
       joined.set(sessionId, name)
       admit(member, sessionId, result.session.messageCount, held)
       await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))

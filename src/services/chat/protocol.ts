@@ -108,3 +108,10 @@ export function frameId (raw: RawData, isBinary: boolean): string | undefined {
 export function encode<E extends keyof ServerEvents> (event: E, data: ServerEvents[E]): string {
   return JSON.stringify({ event, data })
 }
+
+/** `session-joined` with its history as the kept frames themselves (MultiplayerSession.history): nothing is parsed again. */
+export function encodeSessionJoined (data: Omit<ServerEvents['session-joined'], 'history'>, history: readonly string[]): string {
+  // `history` last, so the JSON ends with `"history":[]}}`; the frames go between the brackets.
+  const empty = encode('session-joined', { ...data, history: [] })
+  return `${empty.slice(0, -3)}${history.join(',')}]}}`
+}

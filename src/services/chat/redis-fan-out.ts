@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import { Errors } from '../../errors.js'
 import { COMMAND_TIMEOUT_MS } from '../redis/timing.js'
-import type { Session, SessionStore } from '../sessions/store.js'
+import type { Session, SessionEvent, SessionStore } from '../sessions/store.js'
 import type { FanOutFactory, LocalHub } from './fan-out.js'
 
 /*
@@ -130,10 +130,10 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
         }
         if (session?.kind !== 'multiplayer') continue
         replayed++
-        for (const event of session.history) {
+        for (const frame of session.history) {
+          const { event, data } = JSON.parse(frame) as SessionEvent
           // The stream knew whom a chat message skips; the history only knows its sender.
-          const except = event.event === 'chat message' ? event.data.sender as string : undefined
-          hub.deliverLocal(sessionId, JSON.stringify(event), except, event.data.seq as number)
+          hub.deliverLocal(sessionId, frame, event === 'chat message' ? data.sender as string : undefined, data.seq as number)
         }
       }
       if (failure !== undefined) onError?.(failure as Error)

@@ -1,5 +1,5 @@
 import { Errors } from '../../errors.js'
-import { CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type RequestRecord, type Session, type SessionEvent, type SessionStore, type StoredTurn } from './store.js'
+import { CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type MultiplayerSession, type Participant, type Persona, type RequestRecord, type Session, type SessionStore, type StoredTurn } from './store.js'
 
 /*
  * The in-memory session store (the default without REDIS_URL): maps, a TTL
@@ -73,16 +73,8 @@ const turnBytes = (turn: StoredTurn) => ENTRY_OVERHEAD_BYTES + textBytes(turn.te
 
 const participantBytes = (p: Participant) => ENTRY_OVERHEAD_BYTES + textBytes(p.userId) + textBytes(p.playerName)
 
-/** The text fields of a delivered envelope (the chat hub's are all flat strings). */
-function eventBytes (event: SessionEvent): number {
-  let bytes = ENTRY_OVERHEAD_BYTES
-  for (const key in event.data) {
-    const value = event.data[key]
-    // A number (the seq) fits in the entry's allowance; anything else is rare here: measure it by its JSON.
-    if (typeof value !== 'number') bytes += typeof value === 'string' ? textBytes(value) : (JSON.stringify(value)?.length ?? 0) * 2
-  }
-  return bytes
-}
+/** A recorded event, kept as its frame: the JSON's length covers its text fields and their keys. */
+const frameBytes = (frame: string) => ENTRY_OVERHEAD_BYTES + textBytes(frame)
 
 /** A clientMsgId remembered by its session: the seq it got and until when it counts. */
 interface RecentId { seq: number, until: number }
@@ -424,8 +416,9 @@ export function createMemorySessionStore ({
       const seq = session.messageCount + 1
       // Numbered in place, not copied: a copy per message made fan-out ~30 % slower.
       event.data.seq = seq
+      const frame = JSON.stringify(event)
       const excess = Math.max(0, session.history.length + 1 - keep)
-      const delta = eventBytes(event) - sum(session.history.slice(0, excess), eventBytes) +
+      const delta = frameBytes(frame) - sum(session.history.slice(0, excess), frameBytes) +
         (clientMsgId === undefined ? 0 : recentIdBytes(clientMsgId)) - forgotten
       // Every write counts: a session people are in cannot grow past the budget either.
       if (isPinned(session) && wouldOverfill(delta)) {
@@ -433,14 +426,14 @@ export function createMemorySessionStore ({
         throw new Errors.SESSION_FULL(CAPACITY_MESSAGE)
       }
       session.messageCount = seq
-      session.history.push(event)
+      session.history.push(frame)
       session.history.splice(0, excess)
       if (clientMsgId !== undefined) {
         if (recent === undefined) recentIds.set(session, recent = new Map())
         recent.set(clientMsgId, { seq, until: at + clientMsgIdTtlMs })
       }
       written(session, delta)
-      return { duplicate: false, seq, event }
+      return { duplicate: false, seq, frame }
     },
 
     async delete (id) {

@@ -7,7 +7,7 @@ import { companionScripts } from '../redis/scripts/companion.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
 import {
   CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant,
-  type RequestRecord, type SessionEvent, type SessionStore, type StoredTurn
+  type RequestRecord, type SessionStore, type StoredTurn
 } from './store.js'
 
 /*
@@ -78,7 +78,7 @@ function toRoom (id: string, [meta, history, participants]: RoomReply): Multipla
     kind: 'multiplayer',
     ...base(id, fields(meta)),
     participants: joined.map(({ userId, playerName }) => ({ userId, playerName })),
-    history: history.map((event) => JSON.parse(event) as SessionEvent)
+    history
   }
 }
 
@@ -227,8 +227,7 @@ export function createRedisSessionStore ({
       if (reply === null) return undefined
       if (reply[0] === 'late') throw new Errors.STORE_UNAVAILABLE()
       if (reply[0] === 'duplicate') return { duplicate: true, seq: reply[1] }
-      event.data.seq = reply[1]
-      return { duplicate: false, seq: reply[1], event }
+      return { duplicate: false, seq: reply[1], frame: `${head},"seq":${reply[1]}}}` }
     },
 
     async delete (id) {

@@ -84,11 +84,11 @@ export interface RecordOptions {
 /**
  * `seq` is the event's number in its session. A duplicate (its clientMsgId
  * was recorded before, within the window) carries the original's `seq` and
- * was not recorded again; otherwise `event` is the recorded envelope, with
- * `data.seq`.
+ * was not recorded again; otherwise `frame` is the recorded envelope as
+ * delivered: its JSON, `data.seq` last.
  */
 export type RecordResult =
-  | { duplicate: false, seq: number, event: SessionEvent }
+  | { duplicate: false, seq: number, frame: string }
   | { duplicate: true, seq: number }
 
 interface SessionBase {
@@ -108,8 +108,13 @@ export interface CompanionSession extends SessionBase {
 export interface MultiplayerSession extends SessionBase {
   readonly kind: 'multiplayer'
   readonly participants: readonly Participant[]
-  /** The last recorded events, oldest first; the newest has `seq` === messageCount. */
-  readonly history: readonly SessionEvent[]
+  /**
+   * The last recorded events, oldest first, each as its frame (RecordResult
+   * `frame`); the newest has `seq` === messageCount. Serialised, as Redis
+   * keeps them: a kept event is one string (half the heap of its parsed
+   * envelope), and a join or a read parses nothing.
+   */
+  readonly history: readonly string[]
 }
 
 export type Session = CompanionSession | MultiplayerSession
