@@ -2,12 +2,21 @@
 // other scenarios: ours (dist/server.js as production runs it), the fake
 // Gemini, and the baselines under bench/baselines/, which answer with
 // fixtures captured from our server so that every server does the same work.
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LOAD_CORE, ROOT, startNode } from './processes.mjs'
 import { startRedis } from './redis.mjs'
 
 export const PERSONA = { companionConfig: { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'girlfriend' } }
+
+/**
+ * The Node options `npm start` gives a build (the start script of the
+ * package.json beside its dist/), so that it is measured as it runs.
+ */
+function startOptions (dist) {
+  const { scripts } = JSON.parse(readFileSync(join(dist, '..', 'package.json'), 'utf8'))
+  return scripts.start.split(/\s+/).filter((word) => word.startsWith('--'))
+}
 
 /** A companion session on our server (its greeting comes from the fake Gemini). */
 export async function createSession (url) {
@@ -51,7 +60,7 @@ export function createServers (scratch) {
     const fake = await fakeGemini(latencyMs)
     const target = await startNode(script, {
       name,
-      nodeArgs,
+      nodeArgs: [...startOptions(dist), ...nodeArgs],
       ipc,
       env: {
         PORT: '0',
