@@ -169,6 +169,7 @@ export function createServers (scratch) {
 
   /** `nodeArgs`: for a profile (bench/profile.mjs). */
   const baselineServer = (name, latencyMs = 0, nodeArgs = []) => server(`${name}-${latencyMs}`, async () => {
+    if (!Object.hasOwn(BASELINES, name)) throw new Error(`unknown baseline ${name}; one of ${Object.keys(BASELINES).join(', ')}`)
     const { env } = await captureFixtures()
     const fake = await fakeGemini(latencyMs)
     const { file, env: ownEnv = () => ({}) } = BASELINES[name]
