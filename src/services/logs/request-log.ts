@@ -5,9 +5,10 @@ import type { RollingFile } from './rolling-file.js'
  * requests.log (SPEC §7): one line per completed request, the largest share
  * of a small route's cost (SPEC §11). The line has fixed fields, so it is
  * serialised by hand, once, in the shape pino writes (level, time, log,
- * fields, msg); strings go through JSON.stringify, which escapes quotes,
- * CR/LF and terminal escapes, so a value cannot forge a line. The file
- * batches the lines of one event-loop turn (turn-batch.ts).
+ * fields, msg). A string is written as it is only when it is plain
+ * printable ASCII; any other goes through JSON.stringify, which escapes
+ * quotes, CR/LF and terminal escapes, so a value cannot forge a line. The
+ * file batches the lines of one event-loop turn (turn-batch.ts).
  */
 
 export interface RequestLineFields {
