@@ -169,9 +169,9 @@ export interface SessionStore {
   /** Removes a participant; the (possibly empty) session lives on until its TTL. */
   leave: (id: string, userId: string) => Promise<MultiplayerSession | undefined>
   /**
-   * Records a message: assigns the next `seq` (the session's messageCount,
-   * set as `event.data.seq`: the caller hands the event over),
-   * keeps the last `options.keep`, and counts as activity (throws SESSION_FULL when over capacity) — all at once, so
+   * Records a message: assigns the next `seq` (the session's messageCount)
+   * and returns the event's frame with it (RecordResult; the caller hands the
+   * event over, and the memory store numbers it in place), keeps the last `options.keep`, and counts as activity (throws SESSION_FULL when over capacity) — all at once, so
    * concurrent writers get consecutive numbers. Undefined when the session is
    * gone. A store shared by instances also appends it to the fan-out stream
    * in the same step (SPEC §9).
