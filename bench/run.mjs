@@ -8,7 +8,9 @@
 //
 // --compare-dist runs a second build of our server (e.g. a copy of dist/
 // from before a change, kept under bench/results/) as an extra column, for
-// before/after figures measured side by side.
+// before/after figures measured side by side, and adds a row of the change
+// itself: ours − before in server CPU, round by round. Many short rounds
+// (--rounds 8 --seconds 5) measure a change of a few µs best.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -233,6 +235,32 @@ function ratioRows (title, figures, figure, ratios, invert = false, subjects = [
   return rows
 }
 
+/**
+ * --compare-dist: the change itself, as ours − before in server CPU per
+ * request (or delivered message), round by round. Both builds share each
+ * round's machine, so on a noisy one the per-round difference is far
+ * steadier than either build's ratio to a baseline.
+ */
+function changeRows (title, figures) {
+  if (figures.before === undefined) return []
+  return [['cpuUsPerRequest', 'request'], ['cpuUsPerMessage', 'delivered message']]
+    .filter(([figure]) => figures.ours[0]?.[figure] !== undefined)
+    .map(([figure, unit]) => {
+      const differences = figures.ours.map((result, round) => result[figure] - figures.before[round][figure])
+      const lower = differences.filter((difference) => difference < 0).length
+      return {
+        scenario: `${title}: server CPU µs per ${unit}, the change (ratio column = median of ours − before per round)`,
+        compared: 'ours − before',
+        ours: fmt(median(figures.ours.map((result) => result[figure]))),
+        theirs: fmt(median(figures.before.map((result) => result[figure]))),
+        ratio: fmt(median(differences)),
+        range: `${fmt(Math.min(...differences))} to ${fmt(Math.max(...differences))}; lower in ${lower} of ${differences.length}`,
+        target: '',
+        met: ''
+      }
+    })
+}
+
 async function runScenario (key) {
   const scenario = scenarios[key]
   await captureFixtures()
@@ -268,6 +296,7 @@ async function runScenario (key) {
     }
   }
   if (scenario.extra !== undefined) rows.push(...ratioRows(scenario.extra.title, figures, scenario.extra.figure, scenario.extra.ratios))
+  rows.push(...changeRows(scenario.title, figures))
   return { rows, figures }
 }
 
