@@ -55,6 +55,10 @@ export async function openRollingFile ({ folder, name, maxBytes }: RollingFileOp
     symlink: true,
     sync: true
   })
+  // Each reopen adds a one-shot 'ready' listener (closing the file left),
+  // released on the next tick in sync mode: one batch that spans many files
+  // (a small LOG_MAX_SIZE) adds many at once, which is no leak.
+  stream.setMaxListeners(0)
   const link = join(folder, 'current.log')
   // SonicBoom's file name (null until it opened; reopen sets it), not in its type declarations.
   const named = stream as unknown as { file: string | null }
