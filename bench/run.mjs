@@ -80,17 +80,20 @@ const scenarios = {
   },
   session: {
     title: 'GET /api/sessions/:id (200)',
-    servers: () => [...candidates(), ...['floor', 'fastify-defaults', 'express', 'bare'].map((name) => [name, () => baselineServer(name)])],
+    servers: () => [...candidates(), ...['floor', 'floor-required', 'fastify-defaults', 'express', 'bare'].map((name) => [name, () => baselineServer(name)])],
     measure: (target) => wrk(`${target.url}/api/sessions/${target.sessionId}`, { ...settings, cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
-    ratios: [['express', '≥', 4], ['fastify-defaults', '≥', 1.5], ['floor', '≥', 0.9], ['bare', 'info']]
+    ratios: [['express', '≥', 4], ['fastify-defaults', '≥', 1.5], ['floor', '≥', 0.9], ['floor-required', 'info'], ['bare', 'info']],
+    // How far the required work alone, written directly, gets against the same targets.
+    peerRatios: { 'floor-required': [['express', 'info'], ['fastify-defaults', 'info'], ['floor', 'info']] }
   },
   'session-404': {
     title: 'GET /api/sessions/:id (404)',
-    servers: () => [...candidates(), ['floor', () => baselineServer('floor')], ['bare', () => baselineServer('bare')]],
+    servers: () => [...candidates(), ...['floor', 'floor-required', 'bare'].map((name) => [name, () => baselineServer(name)])],
     measure: (target) => wrk(`${target.url}/api/sessions/no-such-session`, { ...settings, cpuSeconds: target.cpuSeconds }),
     figure: 'rps',
-    ratios: [['floor', '≥', 0.9], ['bare', 'info']]
+    ratios: [['floor', '≥', 0.9], ['floor-required', 'info'], ['bare', 'info']],
+    peerRatios: { 'floor-required': [['floor', 'info']] }
   },
   chat: {
     title: 'POST /api/ai-companion/chat, max (fake Gemini 0 ms)',
@@ -172,7 +175,7 @@ const scenarios = {
     },
     figure: 'msgPerSecond',
     ratios: [['single', '≥', 0.5], ['floor', 'info']],
-    floorRatios: [['bare-ws', 'info']],
+    peerRatios: { floor: [['bare-ws', 'info']] },
     absolute: ['≤', 5, 'p99AtRateMs']
   }
 }
@@ -277,16 +280,18 @@ async function runScenario (key) {
       process.stderr.write(`  ${key} round ${round + 1}/${rounds} ${name}: ${JSON.stringify(result, (_, v) => typeof v === 'number' ? Number(v.toFixed(2)) : v)}\n`)
     }
   }
-  const rows = ratioRows(scenario.title, figures, scenario.figure, scenario.ratios)
-  // The floor's own ratio: what the same work without our code reaches here.
-  if (scenario.floorRatios !== undefined) rows.push(...ratioRows(scenario.title, figures, scenario.figure, scenario.floorRatios, false, ['floor']))
+  // A baseline's own ratios (peerRatios): what the same work without our code reaches here.
+  const peers = Object.entries(scenario.peerRatios ?? {})
+  const withPeers = (title, figure, invert) => [
+    ...ratioRows(title, figures, figure, scenario.ratios, invert),
+    ...peers.flatMap(([subject, ratios]) => ratioRows(title, figures, figure, ratios, invert, [subject]))
+  ]
+  const rows = withPeers(scenario.title, scenario.figure, false)
   if (figures.ours?.[0]?.cpuUsPerRequest !== undefined) {
-    rows.push(...ratioRows(`${scenario.title}: server CPU µs per request (ratio = theirs / ours)`, figures, 'cpuUsPerRequest', scenario.ratios, true))
+    rows.push(...withPeers(`${scenario.title}: server CPU µs per request (ratio = theirs / ours)`, 'cpuUsPerRequest', true))
   }
   if (figures.ours?.[0]?.cpuUsPerMessage !== undefined) {
-    const title = `${scenario.title}: server CPU µs per delivered message (ratio = theirs / ours)`
-    rows.push(...ratioRows(title, figures, 'cpuUsPerMessage', scenario.ratios, true))
-    if (scenario.floorRatios !== undefined) rows.push(...ratioRows(title, figures, 'cpuUsPerMessage', scenario.floorRatios, true, ['floor']))
+    rows.push(...withPeers(`${scenario.title}: server CPU µs per delivered message (ratio = theirs / ours)`, 'cpuUsPerMessage', true))
   }
   if (scenario.absolute !== undefined) {
     const [comparison, limit, figure = scenario.figure] = scenario.absolute
