@@ -68,7 +68,8 @@ const candidates = () => options['compare-dist'] === undefined
 
 /**
  * Each scenario: the servers it compares (name → start), one measurement,
- * the figure to compare and the ratios with their SPEC §11 targets.
+ * the figure to compare and the ratios with their SPEC §11 targets;
+ * `peerRatios`: a baseline's own ratios to others, by its name.
  */
 const scenarios = {
   health: {
