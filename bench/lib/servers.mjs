@@ -162,6 +162,8 @@ export function createServers (scratch) {
     // The same, with the SDK given our fetch (undici's request) instead of Node's: what our stack adds over the same upstream call.
     'bare-same-fetch': { file: 'bare-fastify.mjs', env: () => ({ BENCH_CHAT_SAME_REQUEST: fixtures.chatRequest, BENCH_OUR_FETCH: '1' }) },
     floor: { file: 'same-work-floor.mjs' },
+    // The floor again, in a process of its own: two identical servers measured in the same run show that run's noise.
+    'floor-again': { file: 'same-work-floor.mjs' },
     'floor-required': { file: 'floor-required.mjs' },
     'fastify-defaults': { file: 'fastify-defaults.mjs' },
     express: { file: 'express-stack.mjs' },
