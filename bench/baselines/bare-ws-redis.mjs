@@ -67,6 +67,8 @@ async function read () {
       const [, sessionId, , except, , frame] = fields
       for (const [memberId, socket] of sessions.get(sessionId) ?? []) if (memberId !== except) socket.send(frame)
     }
+    // As ours (services/chat/redis-fan-out.ts): a read reply is emptied, or it outlives young-generation GCs.
+    if (reply !== null) reply.length = 0
   }
 }
 const reading = read()

@@ -166,6 +166,13 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
             lastId = entry[0]
             hub.deliverLocal(frame.sessionId, frame.frame, frame.except, frame.seq)
           }
+          // Emptied once read: after a burst, V8 starts allocating something
+          // that points at every reply in its old generation (allocation-site
+          // pretenuring), and from there each reply outlived every young-
+          // generation collection until the next full one. Measured at 2,000
+          // msg/s: 3–5 MB promoted and a 13–19 ms pause per scavenge, against
+          // 5–10 KB and 2–5 ms with this line (README, Performance).
+          if (reply !== null) reply.length = 0
         } catch (error) {
           if (state.closed) return
           resumed = false
