@@ -29,10 +29,10 @@ end
 -- Renews like touch, but at most once per 1 % of the TTL (at most a second):
 -- a busy room would otherwise rewrite five expiries per message, over a
 -- third of the recording script's time in Redis (measured: 26–34 µs, now
--- 15–19). The meta key's remaining TTL tells when they were renewed last,
--- since touch renews them all together.
-local function touchIfStale (keys, index, id, now, ttl)
-  if redis.call('PTTL', keys[1]) > ttl - math.min(1000, ttl / 100) then return end
+-- 15–19). \`left\`, the meta key's remaining TTL (PTTL), tells when they
+-- were renewed last, since touch renews them all together.
+local function touchIfStale (keys, index, id, now, ttl, left)
+  if left > ttl - math.min(1000, ttl / 100) then return end
   touch(keys, index, id, now, ttl)
 end
 
@@ -149,14 +149,17 @@ return room(KEYS[1], KEYS[2], KEYS[3])
   recordEvent: script(ROOM_KEYS + 2, `
 local clock = redis.call('TIME')
 if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[8]) then return { 'late' } end
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+-- PTTL answers -2 for a missing key: the room's existence and its last renewal in one call.
+local left = redis.call('PTTL', KEYS[1])
+if left == -2 then return false end
 if ARGV[6] ~= '' then
   local original = redis.call('GET', KEYS[6])
   if original then return { 'duplicate', tonumber(original) } end
 end
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
-prune(KEYS[3], KEYS[4], now)
+-- No prune here: nothing recorded depends on who is present, and every
+-- script that answers with the participants (get, join, leave) prunes first.
 local seq = redis.call('HINCRBY', KEYS[1], 'messageCount', 1)
 local frame = ARGV[5] .. ',"seq":' .. seq .. '}}'
 -- A history the room's first event creates has no expiry until the next renewal.
@@ -164,7 +167,7 @@ if redis.call('RPUSH', KEYS[2], frame) == 1 then redis.call('PEXPIRE', KEYS[2], 
 keepLast(KEYS[2], tonumber(ARGV[4]))
 if ARGV[6] ~= '' then redis.call('SET', KEYS[6], seq, 'PX', math.min(tonumber(ARGV[7]), ttl)) end
 redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
-touchIfStale({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, ttl)
+touchIfStale({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, ttl, left)
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[10], '*', 's', ARGV[1], 'q', seq, 'x', ARGV[9], 'f', frame)
 return { 'ok', seq }
 `),
