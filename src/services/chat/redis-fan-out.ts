@@ -170,8 +170,8 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
           // that points at every reply in its old generation (allocation-site
           // pretenuring), and from there each reply outlived every young-
           // generation collection until the next full one. Measured at 2,000
-          // msg/s: 3–5 MB promoted and a 13–19 ms pause per scavenge, against
-          // 5–10 KB and 2–5 ms with this line (README, Performance).
+          // msg/s: about 3 MB promoted and an 8–14 ms pause per scavenge,
+          // against 6–12 KB and 2–3 ms with this line (README, Results (§)).
           if (reply !== null) reply.length = 0
         } catch (error) {
           if (state.closed) return
