@@ -6,19 +6,21 @@
 // `fanout-redis` profiles both instances of the two-instance WebSocket
 // fan-out on one Redis (senders on A, receivers on B), one summary each.
 //
-// `--baseline NAME` (an HTTP scenario) profiles that baseline of
-// bench/baselines under the same load too, and prints where our server
-// spends more, in µs of CPU per request (self time by module and function,
-// scaled by each server's measured CPU per request).
+// `--baseline NAME` profiles that baseline of bench/baselines under the same
+// load too, and prints where our server spends more, in µs of CPU per
+// request (self time by module and function, scaled by each server's
+// measured CPU per request). For `fanout-redis` the one baseline is `floor`
+// (bare-ws-redis.mjs), compared sender with sender and receiver with
+// receiver, in µs per delivered message.
 //
-//   node bench/profile.mjs [--scenario health|session|session-404|chat|fanout-redis] [--baseline bare-same-request]
+//   node bench/profile.mjs [--scenario health|session|session-404|chat|fanout-redis] [--baseline bare-same-request|floor]
 //                          [--seconds 15] [--dist DIR] [--top 25]
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { wrk } from './lib/http-load.mjs'
-import { pinSelf, ROOT } from './lib/processes.mjs'
+import { pinSelf, ROOT, startNode } from './lib/processes.mjs'
 import { chatRequest, createServers } from './lib/servers.mjs'
 import { fanOut, wsEndpoint } from './lib/ws-load.mjs'
 
@@ -32,7 +34,7 @@ const { values: options } = parseArgs({
   }
 })
 
-if (options.baseline !== undefined && options.scenario === 'fanout-redis') throw new Error('--baseline is for the HTTP scenarios')
+if (options.scenario === 'fanout-redis' && ![undefined, 'floor'].includes(options.baseline)) throw new Error('the baseline of fanout-redis is floor')
 pinSelf()
 const scratch = mkdtempSync(join(tmpdir(), 'lc-profile-'))
 const profileDir = join(scratch, 'profile')
@@ -41,6 +43,7 @@ const dist = options.dist === undefined ? undefined : resolve(options.dist)
 const seconds = Number(options.seconds)
 const profiling = (name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]
 const profiled = (name, env) => startOurs({ name, dist, env, nodeArgs: profiling(name) })
+const profiledFloor = (name, env) => startNode(join(ROOT, 'bench/baselines/bare-ws-redis.mjs'), { name, env, nodeArgs: profiling(name) })
 try {
   const targets = options.scenario === 'fanout-redis' ? await profileFanOutRedis() : await profileHttp()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
@@ -55,7 +58,10 @@ try {
     console.log(`\n=== ${target.name}: ${kept}`)
     summaries.push({ ...summarise(JSON.parse(readFileSync(kept, 'utf8')), Number(options.top)), cpuUsPerRequest: target.cpuUsPerRequest })
   }
-  if (options.baseline !== undefined) printDifference(summaries[0], summaries[1], options.baseline, Number(options.top))
+  if (options.baseline !== undefined) {
+    const half = summaries.length / 2
+    for (let i = 0; i < half; i++) printDifference(summaries[i], summaries[half + i], targets[half + i].name, Number(options.top))
+  }
 } finally {
   await stopAll()
   rmSync(scratch, { recursive: true, force: true })
@@ -83,14 +89,29 @@ async function profileHttp () {
   return targets
 }
 
+/** Sender and receiver of ours (then of the floor, with --baseline floor), each pair under the same fan-out load. */
 async function profileFanOutRedis () {
   const { url: REDIS_URL } = await redis()
-  const sender = await profiled('sender', { REDIS_URL })
-  const receiver = await profiled('receiver', { REDIS_URL })
-  const cpuSeconds = () => sender.cpuSeconds() + receiver.cpuSeconds()
-  const result = await fanOut(wsEndpoint(sender.url), { pairs: 50, seconds, warmupSeconds: 2, tag: 'profile', cpuSeconds, receiverUrl: wsEndpoint(receiver.url) })
-  console.log(`fanout-redis: ${result.msgPerSecond.toFixed(0)} msg/s under the profiler, ${result.cpuUsPerMessage.toFixed(1)} µs CPU per message (both instances), p99 ${result.p99Ms.toFixed(1)} ms`)
-  return [sender, receiver]
+  const pairs = [['sender', 'receiver', profiled]]
+  if (options.baseline === 'floor') pairs.push(['floor-sender', 'floor-receiver', profiledFloor])
+  const targets = []
+  for (const [senderName, receiverName, start] of pairs) {
+    const sender = await start(senderName, { REDIS_URL })
+    const receiver = await start(receiverName, { REDIS_URL })
+    // fanOut reads the CPU time at the start and the end of its measured period: each instance's share is kept.
+    const readings = []
+    const cpuSeconds = () => {
+      readings.push([sender.cpuSeconds(), receiver.cpuSeconds()])
+      return readings.at(-1)[0] + readings.at(-1)[1]
+    }
+    const result = await fanOut(wsEndpoint(sender.url), { pairs: 50, seconds, warmupSeconds: 2, tag: `profile-${senderName}`, cpuSeconds, receiverUrl: wsEndpoint(receiver.url) })
+    const [senderCpu, receiverCpu] = [0, 1].map((i) => readings[1][i] - readings[0][i])
+    sender.cpuUsPerRequest = result.cpuUsPerMessage * senderCpu / (senderCpu + receiverCpu)
+    receiver.cpuUsPerRequest = result.cpuUsPerMessage * receiverCpu / (senderCpu + receiverCpu)
+    console.log(`fanout-redis, ${senderName} and ${receiverName}: ${result.msgPerSecond.toFixed(0)} msg/s under the profiler, µs CPU per message ${sender.cpuUsPerRequest.toFixed(1)} + ${receiver.cpuUsPerRequest.toFixed(1)}, p99 ${result.p99Ms.toFixed(1)} ms`)
+    targets.push(sender, receiver)
+  }
+  return targets
 }
 
 function moduleOf (url) {

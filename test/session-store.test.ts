@@ -161,6 +161,27 @@ for (const [name, create] of Object.entries(factories)) {
         'ids are per session')
     })
 
+    t.test('recordings made together are each answered for itself: other rooms, a missing one, a clientMsgId sent twice', async (t) => {
+      const store = await create(t)
+      const [one, two] = [`together-${randomUUID()}`, `together-${randomUUID()}`]
+      await store.join(one, sam, 10)
+      await store.join(two, sam, 10)
+      const results = await Promise.all([
+        store.recordEvent(one, chatMessage(one, 'a'), { keep: 50, clientMsgId: 'twice' }),
+        store.recordEvent('nowhere', chatMessage('nowhere', 'b'), { keep: 50 }),
+        store.recordEvent(two, chatMessage(two, 'c'), { keep: 50 }),
+        store.recordEvent(one, chatMessage(one, 'd'), { keep: 50, clientMsgId: 'twice' }),
+        store.recordEvent(one, chatMessage(one, 'e'), { keep: 1 })
+      ])
+      t.same(results.map((result) => result === undefined ? 'missing' : [result.duplicate, result.seq]),
+        [[false, 1], 'missing', [false, 1], [true, 1], [false, 2]])
+      const session = await store.get(one)
+      t.same(session?.kind === 'multiplayer' && session.history.map((frame) => (JSON.parse(frame) as SessionEvent).data.text), ['e'],
+        'the duplicate is not kept; each recording keeps as many as it says')
+      t.equal(session?.messageCount, 2)
+      t.equal(await store.get('nowhere'), undefined, 'a recording creates no room')
+    })
+
     t.test('delete erases a session of either kind once; counts by kind', async (t) => {
       const store = await create(t)
       const start = await store.counts()

@@ -5,6 +5,7 @@ import type { RedisKeys } from '../redis/keys.js'
 import { defineScripts, type ScriptArg } from '../redis/scripts/index.js'
 import { companionScripts } from '../redis/scripts/companion.js'
 import { sessionScripts } from '../redis/scripts/sessions.js'
+import { batchPerTick } from '../redis/tick-batch.js'
 import {
   CLIENT_MSG_ID_TTL_MS, MAX_ALTERNATIVES, newSessionId, type CompanionSession, type FailedRequest, type MultiplayerSession, type Participant,
   type RequestRecord, type SessionStore, type StoredTurn
@@ -49,6 +50,20 @@ export type RedisSessionStore = SessionStore & {
 }
 
 type Flat = string[]
+
+interface Recording {
+  id: string
+  keep: number
+  /** The event's JSON without its last two braces. */
+  head: string
+  clientMsgId: string | undefined
+  exceptUserId: string | undefined
+  /** Redis' clock (ms): later, the recording must not happen. */
+  deadline: number
+}
+
+/** Recordings per script call at most: about 1.5 ms of Redis' time (measured 15–25 µs each). */
+const RECORD_BATCH = 64
 type CompanionReply = [meta: Flat, history: Flat]
 type RoomReply = [meta: Flat, history: Flat, participants: Flat]
 
@@ -119,6 +134,22 @@ export function createRedisSessionStore ({
     const companion = keys.companion(id)
     return [companion.meta, companion.history, keys.companionIndex]
   }
+  /** The recordings of one tick, in one script call: its per-event answers (the seq; -seq for a duplicate, 0 for no such room). */
+  const record = batchPerTick(async (recordings: Recording[]): Promise<number[]> => {
+    // The batch is late once its earliest deadline has passed.
+    const deadline = recordings.reduce((earliest, recording) => Math.min(earliest, recording.deadline), Infinity)
+    const keysOf: string[] = [keys.roomIndex, keys.fanOut]
+    const args: ScriptArg[] = [now(), ttlMs, deadline, clientMsgIdTtlMs, fanOutMaxLength]
+    for (const { id, keep, head, clientMsgId, exceptUserId } of recordings) {
+      const room = keys.room(id)
+      keysOf.push(room.meta, room.history, room.participants, room.presence, clientMsgId === undefined ? room.meta : room.clientMsgId(clientMsgId))
+      args.push(id, keep, head, clientMsgId ?? '', exceptUserId ?? '')
+    }
+    const reply = await guarded(scripts.recordEvents(keysOf, args)) as number[] | ['late']
+    if (reply[0] === 'late') throw new Errors.STORE_UNAVAILABLE()
+    return reply as number[]
+  }, RECORD_BATCH)
+
   /** ARGV[1..3] of every write script. */
   const writeArgs = (id: string, ...rest: ScriptArg[]): ScriptArg[] => [id, now(), ttlMs, ...rest]
 
@@ -217,17 +248,12 @@ export function createRedisSessionStore ({
     },
 
     async recordEvent (id, event, { keep, clientMsgId, exceptUserId }) {
-      const keysOfRoom = [...roomKeys(id), clientMsgId === undefined ? keys.room(id).meta : keys.room(id).clientMsgId(clientMsgId), keys.fanOut]
       // The script appends `,"seq":N}}` to the envelope's JSON, which ends with its data object's brace and its own.
       const head = JSON.stringify(event).slice(0, -2)
-      const deadline = now() + clockOffset + recordDeadlineMs
-      const reply = await guarded(scripts.recordEvent(keysOfRoom,
-        writeArgs(id, keep, head, clientMsgId ?? '', clientMsgIdTtlMs, deadline, exceptUserId ?? '', fanOutMaxLength))) as
-        ['ok' | 'duplicate', number] | ['late'] | null
-      if (reply === null) return undefined
-      if (reply[0] === 'late') throw new Errors.STORE_UNAVAILABLE()
-      if (reply[0] === 'duplicate') return { duplicate: true, seq: reply[1] }
-      return { duplicate: false, seq: reply[1], frame: `${head},"seq":${reply[1]}}}` }
+      const seq = await record({ id, keep, head, clientMsgId, exceptUserId, deadline: now() + clockOffset + recordDeadlineMs })
+      if (seq === 0) return undefined
+      if (seq < 0) return { duplicate: true, seq: -seq }
+      return { duplicate: false, seq, frame: `${head},"seq":${seq}}}` }
     },
 
     async delete (id) {

@@ -9,8 +9,8 @@ import type { Redis } from 'ioredis'
  */
 
 export interface LuaScript {
-  /** How many of the arguments are keys (KEYS[1..n]); the rest are ARGV. */
-  keys: number
+  /** How many of the arguments are keys (KEYS[1..n]), the rest being ARGV; `any`: as many as each call passes. */
+  keys: number | 'any'
   lua: string
 }
 
@@ -40,11 +40,13 @@ export function defineScripts<T extends Record<string, LuaScript>> (redis: Redis
   const runners = {} as { [K in keyof T]: ScriptRunner }
   for (const [name, script] of Object.entries(scripts) as Array<[keyof T & string, LuaScript]>) {
     const command = `${namespace}_${name}`
-    redis.defineCommand(command, { numberOfKeys: script.keys, lua: script.lua })
+    const { keys: count } = script
+    redis.defineCommand(command, count === 'any' ? { lua: script.lua } : { numberOfKeys: count, lua: script.lua })
     runners[name] = (keys, args) => {
-      if (keys.length !== script.keys) throw new Error(`${command} takes ${script.keys} keys, got ${keys.length}`)
+      if (count !== 'any' && keys.length !== count) throw new Error(`${command} takes ${count} keys, got ${keys.length}`)
       writeTogether(redis)
-      return commands[command](...keys, ...args)
+      // Without numberOfKeys, ioredis takes the count as the first argument.
+      return count === 'any' ? commands[command](keys.length, ...keys, ...args) : commands[command](...keys, ...args)
     }
   }
   return runners

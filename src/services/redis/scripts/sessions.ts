@@ -8,7 +8,8 @@ import type { LuaScript } from './index.js'
  * recorded event at most once a second: touchIfStale).
  *
  * Conventions: write scripts take ARGV[1] = session id, ARGV[2] = now (ms,
- * the caller's clock, like the memory store's), ARGV[3] = SESSION_TTL_MS.
+ * the caller's clock, like the memory store's), ARGV[3] = SESSION_TTL_MS
+ * (recordEvents, which serves several rooms, takes now and the TTL first).
  * A script answers `false` (null in JS) for a session that does not exist.
  * Sessions come back as `{ HGETALL meta, LRANGE history }` (+ `HGETALL
  * participants` for rooms), decoded by ../../sessions/redis-store.ts.
@@ -59,10 +60,13 @@ end
 `
 
 /** A script with the helpers above. */
-export const script = (keys: number, body: string): LuaScript => ({ keys, lua: PRELUDE + body })
+export const script = (keys: LuaScript['keys'], body: string): LuaScript => ({ keys, lua: PRELUDE + body })
 
 /** KEYS for a room's writes: meta, history, participants, presence, room index. */
 const ROOM_KEYS = 5
+/** recordEvents' KEYS and ARGV per event. */
+const RECORD_KEYS = 5
+const RECORD_ARGS = 5
 
 export const sessionScripts = {
   /** KEYS: companion meta, history; room meta, history, participants, presence. ARGV: now. → ['companion' | 'room', session] */
@@ -133,43 +137,59 @@ return room(KEYS[1], KEYS[2], KEYS[3])
 `),
 
   /**
-   * Records a multiplayer event and appends it to the fan-out stream, in one
-   * step (SPEC §3, §9). KEYS: the room's five, its clientMsgId key (any key
-   * of the room when there is no id), the fan-out stream. ARGV: id, now,
-   * ttl, keep, the event's JSON without its last two braces (the script adds
-   * `,"seq":N}}`), clientMsgId ('' for none), how long it is remembered (ms),
-   * deadline (ms, Redis' clock), the user the fan-out skips ('' for none),
-   * stream length. → ['ok', seq] | ['duplicate', seq] | ['late'] | false
-   * (no such room).
+   * Records multiplayer events, each appended to the fan-out stream in the
+   * same step (SPEC §3, §9): the events of one tick, of any rooms, in one
+   * call (../tick-batch.ts), in the order given. KEYS: the room index, the
+   * fan-out stream, then per event its room's first four keys and its
+   * clientMsgId key (any key of the room when there is no id). ARGV: now,
+   * ttl, deadline (ms, Redis' clock), how long a clientMsgId is remembered
+   * (ms), stream length, then per event: room id, keep, the event's JSON
+   * without its last two braces (the script adds `,"seq":N}}`), clientMsgId
+   * ('' for none), the user the fan-out skips ('' for none).
+   * → { 'late' }, or per event its seq, -seq of the original for a
+   * duplicate, 0 for no such room (seqs start at 1).
    *
    * The deadline is checked against Redis' own TIME: a script that runs
-   * after its caller gave up (Redis was frozen, the command had timed out and
-   * the sender was told STORE_UNAVAILABLE) records nothing.
+   * after its callers gave up (Redis was frozen, the command had timed out
+   * and the senders were told STORE_UNAVAILABLE) records nothing.
    */
-  recordEvent: script(ROOM_KEYS + 2, `
+  recordEvents: script('any', `
 local clock = redis.call('TIME')
-if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[8]) then return { 'late' } end
--- PTTL answers -2 for a missing key: the room's existence and its last renewal in one call.
-local left = redis.call('PTTL', KEYS[1])
-if left == -2 then return false end
-if ARGV[6] ~= '' then
-  local original = redis.call('GET', KEYS[6])
-  if original then return { 'duplicate', tonumber(original) } end
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[3]) then return { 'late' } end
+local now = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local idTtl = math.min(tonumber(ARGV[4]), ttl)
+
+local function record (meta, history, participants, presence, idKey, id, keep, head, clientMsgId, except)
+  -- PTTL answers -2 for a missing key: the room's existence and its last renewal in one call.
+  local left = redis.call('PTTL', meta)
+  if left == -2 then return 0 end
+  if clientMsgId ~= '' then
+    local original = redis.call('GET', idKey)
+    if original then return -tonumber(original) end
+  end
+  -- No prune here: nothing recorded depends on who is present, and every
+  -- script that answers with the participants (get, join, leave) prunes first.
+  local seq = redis.call('HINCRBY', meta, 'messageCount', 1)
+  local frame = head .. ',"seq":' .. seq .. '}}'
+  -- A history the room's first event creates has no expiry until the next renewal.
+  if redis.call('RPUSH', history, frame) == 1 then redis.call('PEXPIRE', history, ttl) end
+  keepLast(history, tonumber(keep))
+  if clientMsgId ~= '' then redis.call('SET', idKey, seq, 'PX', idTtl) end
+  redis.call('HSET', meta, 'lastActivity', ARGV[1])
+  touchIfStale({ meta, history, participants, presence }, KEYS[1], id, now, ttl, left)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 's', id, 'q', seq, 'x', except, 'f', frame)
+  return seq
 end
-local now = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
--- No prune here: nothing recorded depends on who is present, and every
--- script that answers with the participants (get, join, leave) prunes first.
-local seq = redis.call('HINCRBY', KEYS[1], 'messageCount', 1)
-local frame = ARGV[5] .. ',"seq":' .. seq .. '}}'
--- A history the room's first event creates has no expiry until the next renewal.
-if redis.call('RPUSH', KEYS[2], frame) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
-keepLast(KEYS[2], tonumber(ARGV[4]))
-if ARGV[6] ~= '' then redis.call('SET', KEYS[6], seq, 'PX', math.min(tonumber(ARGV[7]), ttl)) end
-redis.call('HSET', KEYS[1], 'lastActivity', ARGV[2])
-touchIfStale({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], now, ttl, left)
-redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[10], '*', 's', ARGV[1], 'q', seq, 'x', ARGV[9], 'f', frame)
-return { 'ok', seq }
+
+local results = {}
+for i = 1, (#KEYS - 2) / ${RECORD_KEYS} do
+  local k = 2 + (i - 1) * ${RECORD_KEYS}
+  local a = 5 + (i - 1) * ${RECORD_ARGS}
+  results[i] = record(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+end
+return results
 `),
 
   /**
