@@ -2,9 +2,10 @@
 // bare-ws.mjs with a session's members on several instances sharing one
 // Redis (REDIS_URL), doing the same Redis work as ours and nothing else. A
 // `chat message` is recorded by one Lua script (seq, history append and
-// trim, XADD to the fan-out stream), and every instance reads the stream
-// with a blocking XREAD and sends each frame to its own members. No
-// validation, limits, deduplication, TTLs, presence or logging.
+// trim, XADD to the fan-out stream), which records the messages of one tick
+// together, as ours does; every instance reads the stream with a blocking
+// XREAD and sends each frame to its own members. No validation, limits,
+// deduplication, TTLs, presence or logging.
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { encode, serveWs } from './ws-server.mjs'
@@ -13,15 +14,44 @@ const HISTORY = 50
 const STREAM = 'bench:fanout'
 const redis = new Redis(process.env.REDIS_URL)
 const reader = new Redis(process.env.REDIS_URL)
+const BATCH = 64
+// KEYS: the stream, then meta and history per message; ARGV per message: its frame's head, session, sender.
 redis.defineCommand('record', {
-  numberOfKeys: 3,
   lua: `
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local frame = ARGV[1] .. ',"seq":' .. seq .. '}}'
-redis.call('RPUSH', KEYS[2], frame)
-redis.call('LTRIM', KEYS[2], -${HISTORY}, -1)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 's', ARGV[2], 'x', ARGV[3], 'f', frame)
-return seq`
+local seqs = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local meta, history = KEYS[2 * i], KEYS[2 * i + 1]
+  local head, sessionId, sender = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local seq = redis.call('HINCRBY', meta, 'seq', 1)
+  local frame = head .. ',"seq":' .. seq .. '}}'
+  redis.call('RPUSH', history, frame)
+  redis.call('LTRIM', history, -${HISTORY}, -1)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', 10000, '*', 's', sessionId, 'x', sender, 'f', frame)
+  seqs[i] = seq
+end
+return seqs`
+})
+
+// As ours (services/redis/tick-batch.ts): the recordings of one tick are one script call.
+let pending = []
+function flush () {
+  if (pending.length === 0) return
+  const batch = pending
+  pending = []
+  const keys = [STREAM]
+  const args = []
+  for (const { sessionId, userId, head } of batch) {
+    keys.push(`bench:meta:${sessionId}`, `bench:history:${sessionId}`)
+    args.push(head, sessionId, userId)
+  }
+  redis.record(keys.length, ...keys, ...args).then(
+    (seqs) => { for (let i = 0; i < batch.length; i++) batch[i].resolve(seqs[i]) },
+    (error) => { for (const waiting of batch) waiting.reject(error) })
+}
+const record = (sessionId, userId, head) => new Promise((resolve, reject) => {
+  if (pending.length === 0) process.nextTick(flush)
+  pending.push({ sessionId, userId, head, resolve, reject })
+  if (pending.length === BATCH) flush()
 })
 
 /** sessionId → userId → socket, this instance's members only. */
@@ -40,12 +70,7 @@ serveWs({
     } else if (event === 'chat message') {
       const out = { sessionId: data.sessionId, id: randomUUID(), text: data.text, sender: userId, playerName: joined.get(data.sessionId), timestamp: new Date().toISOString() }
       const head = encode(event, out).slice(0, -2)
-      // As ours (services/redis/scripts): the commands of one event-loop turn leave in one write.
-      if (redis.stream.writableCorked === 0) {
-        redis.stream.cork()
-        process.nextTick(() => redis.stream.uncork())
-      }
-      const seq = await redis.record(`bench:meta:${data.sessionId}`, `bench:history:${data.sessionId}`, STREAM, head, data.sessionId, userId)
+      const seq = await record(data.sessionId, userId, head)
       if (id !== undefined) socket.send(encode('ack', { id, seq }))
     }
   },
