@@ -233,6 +233,25 @@ t.test('redis store only', async (t) => {
   }
   const pttl = async (key: string) => Number(/^:(-?\d+)/.exec(await redis.command('PTTL', key))?.[1])
 
+  t.test('the recordings of one tick are one script call; each later one its own', async (t) => {
+    const store = await redisStore(t)
+    const calls = async () => {
+      const stats = await redis.command('INFO', 'commandstats')
+      const count = (command: string) => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+      return { scripts: count('evalsha') + count('eval'), appends: count('xadd') }
+    }
+    await store.join('tick', sam, 10)
+    await store.recordEvent('tick', chatMessage('tick', 'first'), { keep: 50 })
+    const before = await calls()
+    const together = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((text) => store.recordEvent('tick', chatMessage('tick', text), { keep: 50 })))
+    t.same(together.map((result) => result?.seq), [2, 3, 4, 5, 6], 'in call order')
+    const afterTogether = await calls()
+    t.same([afterTogether.scripts - before.scripts, afterTogether.appends - before.appends], [1, 5], 'one call, five stream entries')
+    for (const text of ['f', 'g']) await store.recordEvent('tick', chatMessage('tick', text), { keep: 50 })
+    const afterEach = await calls()
+    t.equal(afterEach.scripts - afterTogether.scripts, 2)
+  })
+
   t.test('every key is under the prefix and has a TTL of at most SESSION_TTL_MS; all of them go when sessions expire', async (t) => {
     const ttlMs = 1500
     const store = await redisStore(t, { ttlMs })

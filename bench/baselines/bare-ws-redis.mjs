@@ -7,6 +7,7 @@
 // XREAD and sends each frame to its own members. No validation, limits,
 // deduplication, TTLs, presence or logging.
 import { randomUUID } from 'node:crypto'
+import DataLoader from 'dataloader'
 import { Redis } from 'ioredis'
 import { encode, serveWs } from './ws-server.mjs'
 
@@ -32,27 +33,16 @@ end
 return seqs`
 })
 
-// As ours (services/redis/tick-batch.ts): the recordings of one tick are one script call.
-let pending = []
-function flush () {
-  if (pending.length === 0) return
-  const batch = pending
-  pending = []
+// As ours (services/sessions/redis-store.ts): the recordings of one tick are one script call.
+const recorder = new DataLoader(async (recordings) => {
   const keys = [STREAM]
   const args = []
-  for (const { sessionId, userId, head } of batch) {
+  for (const { sessionId, userId, head } of recordings) {
     keys.push(`bench:meta:${sessionId}`, `bench:history:${sessionId}`)
     args.push(head, sessionId, userId)
   }
-  redis.record(keys.length, ...keys, ...args).then(
-    (seqs) => { for (let i = 0; i < batch.length; i++) batch[i].resolve(seqs[i]) },
-    (error) => { for (const waiting of batch) waiting.reject(error) })
-}
-const record = (sessionId, userId, head) => new Promise((resolve, reject) => {
-  if (pending.length === 0) process.nextTick(flush)
-  pending.push({ sessionId, userId, head, resolve, reject })
-  if (pending.length === BATCH) flush()
-})
+  return redis.record(keys.length, ...keys, ...args)
+}, { cache: false, maxBatchSize: BATCH })
 
 /** sessionId → userId → socket, this instance's members only. */
 const sessions = new Map()
@@ -70,7 +60,7 @@ serveWs({
     } else if (event === 'chat message') {
       const out = { sessionId: data.sessionId, id: randomUUID(), text: data.text, sender: userId, playerName: joined.get(data.sessionId), timestamp: new Date().toISOString() }
       const head = encode(event, out).slice(0, -2)
-      const seq = await record(data.sessionId, userId, head)
+      const seq = await recorder.load({ sessionId: data.sessionId, userId, head })
       if (id !== undefined) socket.send(encode('ack', { id, seq }))
     }
   },

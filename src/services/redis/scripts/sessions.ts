@@ -139,7 +139,7 @@ return room(KEYS[1], KEYS[2], KEYS[3])
   /**
    * Records multiplayer events, each appended to the fan-out stream in the
    * same step (SPEC §3, §9): the events of one tick, of any rooms, in one
-   * call (../tick-batch.ts), in the order given. KEYS: the room index, the
+   * call (../../sessions/redis-store.ts), in the order given. KEYS: the room index, the
    * fan-out stream, then per event its room's first four keys and its
    * clientMsgId key (any key of the room when there is no id). ARGV: now,
    * ttl, deadline (ms, Redis' clock), how long a clientMsgId is remembered
