@@ -92,10 +92,10 @@ async function profileHttp () {
 /** Sender and receiver of ours (then of the floor, with --baseline floor), each pair under the same fan-out load. */
 async function profileFanOutRedis () {
   const { url: REDIS_URL } = await redis()
-  const pairs = [['sender', 'receiver', profiled]]
-  if (options.baseline === 'floor') pairs.push(['floor-sender', 'floor-receiver', profiledFloor])
+  const deployments = [['sender', 'receiver', profiled]]
+  if (options.baseline === 'floor') deployments.push(['floor-sender', 'floor-receiver', profiledFloor])
   const targets = []
-  for (const [senderName, receiverName, start] of pairs) {
+  for (const [senderName, receiverName, start] of deployments) {
     const sender = await start(senderName, { REDIS_URL })
     const receiver = await start(receiverName, { REDIS_URL })
     // fanOut reads the CPU time at the start and the end of its measured period: each instance's share is kept.
