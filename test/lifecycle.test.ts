@@ -21,19 +21,23 @@ for (const kind of ['exception', 'rejection']) {
   })
 }
 
-t.test('SIGTERM with nothing in flight: exit 0 promptly, logs flushed', async (t) => {
-  const server = await spawnServer(t)
-  const url = await server.url
-  t.equal((await fetch(`${url}/health/live`, { headers: { 'user-agent': 'before-term' } })).status, 200)
-  const started = Date.now()
-  server.child.kill('SIGTERM')
-  t.equal(await server.exited, 0)
-  t.ok(Date.now() - started < 3000, 'no needless wait')
-  const lines = await readLog(join(server.cwd, 'logs'), 'requests')
-  t.ok(lines.some((line) => line.userAgent === 'before-term'), 'the request line is in requests.log')
-  t.match(server.stdout(), /"signal":"SIGTERM".*shutting down/)
-  t.match(server.stdout(), /shutdown complete/)
-})
+// SIGTERM and SIGINT are what supervisors and terminals send; close-with-grace
+// drains on SIGHUP, SIGQUIT and SIGUSR2 too (README, Lifecycle).
+for (const signal of ['SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const) {
+  t.test(`${signal} with nothing in flight: exit 0 promptly, logs flushed`, async (t) => {
+    const server = await spawnServer(t)
+    const url = await server.url
+    t.equal((await fetch(`${url}/health/live`, { headers: { 'user-agent': 'before-term' } })).status, 200)
+    const started = Date.now()
+    server.child.kill(signal)
+    t.equal(await server.exited, 0)
+    t.ok(Date.now() - started < 3000, 'no needless wait')
+    const lines = await readLog(join(server.cwd, 'logs'), 'requests')
+    t.ok(lines.some((line) => line.userAgent === 'before-term'), 'the request line is in requests.log')
+    t.match(server.stdout(), new RegExp(`"signal":"${signal}".*shutting down`))
+    t.match(server.stdout(), /shutdown complete/)
+  })
+}
 
 async function slowChat (t: Test, env: Record<string, string> = {}) {
   const fake = await startFakeGemini(t)
