@@ -126,10 +126,9 @@ export function createRedisSessionStore ({
   /** Room id → the user ids this instance holds in it. */
   const mine = new Map<string, Set<string>>()
 
-  const roomKeys = (id: string) => {
-    const room = keys.room(id)
-    return [room.meta, room.history, room.participants, room.presence, keys.roomIndex]
-  }
+  /** A room's own keys, in the order every script that takes them expects. */
+  const ownKeys = ({ meta, history, participants, presence }: ReturnType<RedisKeys['room']>) => [meta, history, participants, presence]
+  const roomKeys = (id: string) => [...ownKeys(keys.room(id)), keys.roomIndex]
   const companionKeys = (id: string) => {
     const companion = keys.companion(id)
     return [companion.meta, companion.history, keys.companionIndex]
@@ -148,7 +147,7 @@ export function createRedisSessionStore ({
     const args: ScriptArg[] = [now(), ttlMs, deadline, clientMsgIdTtlMs, fanOutMaxLength]
     for (const { id, keep, head, clientMsgId, exceptUserId } of recordings) {
       const room = keys.room(id)
-      keysOf.push(room.meta, room.history, room.participants, room.presence, clientMsgId === undefined ? room.meta : room.clientMsgId(clientMsgId))
+      keysOf.push(...ownKeys(room), clientMsgId === undefined ? room.meta : room.clientMsgId(clientMsgId))
       args.push(id, keep, head, clientMsgId ?? '', exceptUserId ?? '')
     }
     const reply = await guarded(scripts.recordEvents(keysOf, args)) as number[] | ['late']
@@ -190,7 +189,7 @@ export function createRedisSessionStore ({
       const room = keys.room(id)
       const companion = keys.companion(id)
       const reply = await guarded(scripts.get(
-        [companion.meta, companion.history, room.meta, room.history, room.participants, room.presence], [now()]
+        [companion.meta, companion.history, ...ownKeys(room)], [now()]
       )) as ['companion', CompanionReply] | ['room', RoomReply] | null
       if (reply === null) return undefined
       return reply[0] === 'companion' ? toCompanion(id, reply[1]) : toRoom(id, reply[1])
@@ -266,7 +265,7 @@ export function createRedisSessionStore ({
       const companion = keys.companion(id)
       const room = keys.room(id)
       const deleted = await guarded(scripts.delete(
-        [companion.meta, companion.history, keys.companionIndex, room.meta, room.history, room.participants, room.presence, keys.roomIndex], [id]
+        [companion.meta, companion.history, keys.companionIndex, ...ownKeys(room), keys.roomIndex], [id]
       ))
       return deleted === 1
     },
