@@ -42,6 +42,9 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
   const headers = securityHeaders(config)
   // Node refuses a headersTimeout above requestTimeout.
   const headersTimeout = Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS)
+  // Node checks request timeouts only every 30 s by default; check every
+  // second so a slow request is cut close to its timeout.
+  const connectionsCheckingInterval = Math.min(1000, headersTimeout)
   return {
     loggerInstance: logger,
     // request.log is the app logger itself: our few request-scoped lines carry
@@ -54,12 +57,16 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     genReqId: () => randomUUID(),
     trustProxy: parseTrustProxy(config.TRUST_PROXY),
     bodyLimit: config.BODY_LIMIT,
-    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    // Node cuts a request whose body is still arriving requestTimeout after
+    // its first byte, on one of its checks, with no request log line. The
+    // security plugin's body timer does it first (from when the body is read,
+    // after any slow-down delay: precise, logged); Node's is the backstop for
+    // a request that never reaches that timer. Were both REQUEST_TIMEOUT_MS,
+    // which answered would be a race.
+    requestTimeout: config.REQUEST_TIMEOUT_MS + config.SLOW_DOWN_MAX_DELAY_MS + connectionsCheckingInterval,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     http: {
-      // Node checks request timeouts only every 30 s by default; check every
-      // second so a slow-body attack is cut close to REQUEST_TIMEOUT_MS.
-      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      connectionsCheckingInterval,
       // Also the limit for a connection's first byte: a socket that never
       // sends anything is closed after this (Node's default is REQUEST_TIMEOUT_MS).
       headersTimeout,

@@ -22,17 +22,34 @@ function raw (port: number, chunks: string[], gapMs = 0): Promise<{ text: string
   })
 }
 
-t.test('a body that trickles in slower than REQUEST_TIMEOUT_MS gets 408 and its connection closed', async (t) => {
-  const { port } = await startServer(t, { REQUEST_TIMEOUT_MS: 1000 })
-  const body = JSON.stringify({ companionConfig: { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'friend' } })
-  const head = `POST /api/ai-companion/initialize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`
+const trickledBody = JSON.stringify({ companionConfig: { name: 'Ava', personality: 'warm', identity: 'a partner', role: 'friend' } })
+const trickledHead = (path: string) =>
+  `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${trickledBody.length}\r\n\r\n`
+
+t.test('a body that trickles in slower than REQUEST_TIMEOUT_MS gets 408, its connection closed and its log line', async (t) => {
+  // SLOW_DOWN_MAX_DELAY_MS 0 puts Node's own backstop as close as it gets
+  // (2 s): the body timer must still answer, every time.
+  const { app, port } = await startServer(t, { REQUEST_TIMEOUT_MS: 1000, SLOW_DOWN_DELAY_MS: 0, SLOW_DOWN_MAX_DELAY_MS: 0 })
   // One byte every 300 ms: the whole body would take ~30 s.
-  const { text, elapsedMs } = await raw(port, [head, ...body], 300)
+  const { text, elapsedMs } = await raw(port, [trickledHead('/api/ai-companion/initialize'), ...trickledBody], 300)
   t.match(text, /^HTTP\/1\.1 408 Request Timeout\r\n/)
   t.match(text, /\r\nconnection: close\r\n/i)
   t.match(text, /\{"error":"The request body did not arrive within 1000 ms","code":"REQUEST_TIMEOUT","statusCode":408\}$/)
   t.ok(elapsedMs >= 1000, `not before the timeout (${elapsedMs} ms)`)
   t.ok(elapsedMs < 4000, `within about a second of it (${elapsedMs} ms)`)
+  const line = await waitForLogLine(app.config.LOG_DIR, 'requests', (entry) => entry.status === 408)
+  t.match(line, { msg: 'request completed', method: 'POST', path: '/api/ai-companion/initialize', status: 408 })
+})
+
+t.test("a request held before its body is read is cut by Node's backstop, one check after the body timer's latest moment", async (t) => {
+  const { port } = await startServer(t, { REQUEST_TIMEOUT_MS: 1000, SLOW_DOWN_DELAY_MS: 0, SLOW_DOWN_MAX_DELAY_MS: 0 }, (app) => {
+    // A hook that never finishes: the body timer (preParsing) never starts.
+    app.post('/test/held', { onRequest: (_request, _reply, _done) => undefined }, async () => 'never')
+  })
+  const { text, elapsedMs } = await raw(port, [trickledHead('/test/held'), ...trickledBody], 300)
+  t.match(text, /^HTTP\/1\.1 408 Request Timeout\r\n[^]*\r\n\r\n\{"error":"The request did not arrive in time","code":"REQUEST_TIMEOUT","statusCode":408\}$/)
+  t.ok(elapsedMs >= 2000, `not before REQUEST_TIMEOUT_MS + SLOW_DOWN_MAX_DELAY_MS + 1 s (${elapsedMs} ms)`)
+  t.ok(elapsedMs < 4500, `on the next check or the one after (${elapsedMs} ms)`)
 })
 
 t.test('a malformed request (a control character in a header) gets 400 in the SPEC §2 shape', async (t) => {

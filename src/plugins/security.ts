@@ -17,12 +17,13 @@ const hasBody = (request: FastifyRequest) =>
   request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined
 
 /**
- * Slow-body defence. Node 20 enforces `requestTimeout` only until a request's
- * headers are in: a body that then trickles in a byte at a time is never cut
- * (checked against Node 20.20). So:
+ * Slow-body defence. Node's own `requestTimeout` counts from a request's first
+ * byte (so a slow-down delay would count against the body), fires only on its
+ * once-a-second check, and answers below Fastify (no request log line). So:
  * - while Fastify reads a body (from preParsing, i.e. after any slow-down
  *   delay), a timer makes the body stream fail with a 408 after
- *   REQUEST_TIMEOUT_MS, which the error handler renders;
+ *   REQUEST_TIMEOUT_MS, which the error handler renders (Node's timeout is
+ *   set later, as a backstop: src/server-options.ts);
  * - a response sent before its request's body was read (415, 429, a GET with
  *   a body…) closes the connection, or Node would keep reading and
  *   discarding that body for as long as the client trickles it.
