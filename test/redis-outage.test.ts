@@ -189,6 +189,31 @@ t.test('the participants of a killed instance are dropped within REDIS_PRESENCE_
   t.match(await chat(alex, room, 'still here'), { event: 'ack' })
 })
 
+t.test('a connection closed while Redis is frozen leaves every session it was in: its instance vouches for it in none', async (t) => {
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: uniquePrefix(), REDIS_PRESENCE_TTL_MS: '1000' }
+  const { url: a } = await startServer(t, env)
+  const { url: b } = await startServer(t, env)
+  const [first, second] = [`room-${randomUUID()}`, `room-${randomUUID()}`]
+  const leaving = await TestClient.connect(t, a)
+  await leaving.join(first, 'Mia')
+  await leaving.join(second, 'Mia')
+  await joined(t, b, second, 'Olly')
+  t.match((await call(b, `/api/sessions/${second}`)).body, { participants: ['Mia', 'Olly'] })
+
+  redis.pause()
+  leaving.ws.close()
+  // Both goodbyes are sent into the frozen Redis and time out (REDIS_COMMAND_TIMEOUT_MS).
+  await sleep(1500)
+  redis.resume()
+  await waitForStatus(a, '/health/ready', 200, 10_000)
+
+  // Three presence TTLs with nothing else touching the rooms: an instance
+  // still vouching for Mia would have renewed her presence several times.
+  await sleep(3000)
+  const participants = await Promise.all([first, second].map(async (room) => (await call(b, `/api/sessions/${room}`)).body.participants))
+  t.same(participants, [[], ['Olly']], 'Mia is gone from both sessions')
+})
+
 t.test('REDIS_PRESENCE_TTL_MS: 45 s by default, never more than the 60 s SPEC §9 allows', async (t) => {
   t.equal(loadConfig({}).REDIS_PRESENCE_TTL_MS, 45_000)
   t.ok(loadConfig({}).REDIS_PRESENCE_TTL_MS <= 60_000)

@@ -202,10 +202,18 @@ export function createChatHub ({
 
     leave,
 
-    /** Leaves every session (the connection is gone); the others get `user-left`. */
+    /**
+     * Leaves every session (the connection is gone); the others get
+     * `user-left`. All at once: each leave stops delivering and vouching
+     * before its store call, so one goodbye Redis cannot hear (a blip) does
+     * not leave the member's other sessions held, and renewed, for ever.
+     * Rejects with the first failure once every leave has been tried.
+     */
     async disconnect (member: Member): Promise<void> {
       if (member.joined === undefined) return
-      for (const sessionId of [...member.joined.keys()]) await leave(member, sessionId)
+      const left = await Promise.allSettled([...member.joined.keys()].map((sessionId) => leave(member, sessionId)))
+      const failed = left.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
     },
 
     /** The others in the session get `chat message`; returns its seq. */
