@@ -40,7 +40,7 @@ function clientErrorHandler (headers: ReadonlyArray<readonly [string, string]>) 
 
 export function serverOptions (config: Config, logger: Logger): FastifyHttpOptions<Server, Logger> {
   const headers = securityHeaders(config)
-  // Node refuses a headersTimeout above requestTimeout.
+  // The headers are part of the request: never allowed longer than a body.
   const headersTimeout = Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS)
   // Node checks request timeouts only every 30 s by default; check every
   // second so a slow request is cut close to its timeout.
@@ -57,18 +57,20 @@ export function serverOptions (config: Config, logger: Logger): FastifyHttpOptio
     genReqId: () => randomUUID(),
     trustProxy: parseTrustProxy(config.TRUST_PROXY),
     bodyLimit: config.BODY_LIMIT,
-    // Node cuts a request whose body is still arriving requestTimeout after
-    // its first byte, on one of its checks, with no request log line. The
-    // security plugin's body timer does it first (from when the body is read,
-    // after any slow-down delay: precise, logged); Node's is the backstop for
-    // a request that never reaches that timer. Were both REQUEST_TIMEOUT_MS,
-    // which answered would be a race.
-    requestTimeout: config.REQUEST_TIMEOUT_MS + config.SLOW_DOWN_MAX_DELAY_MS + connectionsCheckingInterval,
+    // Node cuts a request still arriving requestTimeout after its first
+    // byte, on one of its checks, below Fastify (its request is logged as
+    // aborted). The security plugin's body timer answers first (from when the
+    // body is read: precise, logged as a 408), so Node's clock must outlast
+    // the headers, the slow-down delay and the body timer, plus one check:
+    // it is the backstop for a request that never reaches that timer. Were
+    // both REQUEST_TIMEOUT_MS, which answered would be a race.
+    requestTimeout: headersTimeout + config.SLOW_DOWN_MAX_DELAY_MS + config.REQUEST_TIMEOUT_MS + connectionsCheckingInterval,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     http: {
       connectionsCheckingInterval,
-      // Also the limit for a connection's first byte: a socket that never
-      // sends anything is closed after this (Node's default is REQUEST_TIMEOUT_MS).
+      // Counted from a request's first byte; a socket that never sends
+      // anything is closed this long after it opened (not only by the
+      // request timeout, much later).
       headersTimeout,
       // Node would answer a missing Host with an empty 400 of its own; the
       // security plugin refuses it in the SPEC §2 shape instead.

@@ -120,9 +120,9 @@ t.test('a library error (the Gemini SDK\'s ApiError) never reaches the client as
 
 t.test('the server gets the configured keep-alive and request timeouts', async (t) => {
   // Neither Node's, Fastify's nor our defaults, so only the settings can explain them.
-  const { app } = await startServer(t, { KEEP_ALIVE_TIMEOUT_MS: 61_234, REQUEST_TIMEOUT_MS: 23_456, SLOW_DOWN_MAX_DELAY_MS: 5_432 })
+  const { app } = await startServer(t, { KEEP_ALIVE_TIMEOUT_MS: 61_234, REQUEST_TIMEOUT_MS: 23_456, SLOW_DOWN_MAX_DELAY_MS: 5_432, HEADERS_TIMEOUT_MS: 7_654 })
   t.equal(app.server.keepAliveTimeout, 61_234)
-  t.equal(app.server.requestTimeout, 23_456 + 5_432 + 1000, "Node's backstop: after the body timer's latest moment, plus one check")
+  t.equal(app.server.requestTimeout, 7_654 + 5_432 + 23_456 + 1000, "Node's backstop: after the body timer's latest moment, plus one check")
 })
 
 t.test('KEEP_ALIVE_TIMEOUT_MS closes an idle kept-alive connection, not before', async (t) => {

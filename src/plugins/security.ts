@@ -26,7 +26,8 @@ const hasBody = (request: FastifyRequest) =>
  *   set later, as a backstop: src/server-options.ts);
  * - a response sent before its request's body was read (415, 429, a GET with
  *   a body…) closes the connection, or Node would keep reading and
- *   discarding that body for as long as the client trickles it.
+ *   discarding that body until its own backstop, and then write a second,
+ *   unasked-for 408 on the same socket.
  */
 function guardSlowBodies (app: FastifyInstance, timeoutMs: number): void {
   app.decorateRequest(kBodyTimer, null)

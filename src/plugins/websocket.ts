@@ -90,7 +90,7 @@ export default fp(async (app) => {
     maxFragments: WS_MAX_FRAGMENTS, frameRate: WS_FRAME_RATE, byteRate: WS_BYTE_RATE, windowMs: WS_MESSAGE_WINDOW_MS
   })
 
-  // `closeTimeout` is a ws ≥ 8.18 option that @types/ws does not list yet.
+  // `closeTimeout` is a ws ≥ 8.19 option (8.18 waits 30 s) that @types/ws does not list yet.
   const options: WebsocketPluginOptions['options'] & { closeTimeout: number } = {
     maxPayload: WS_MAX_PAYLOAD, // ws's default is 100 MiB
     perMessageDeflate: false, // memory per socket, and decompression bombs

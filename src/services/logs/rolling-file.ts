@@ -17,7 +17,7 @@ import type { SonicBoom } from 'sonic-boom'
  * the file the link names, and no file passes the size unless a single line
  * is larger than it.
  *
- * Writes are synchronous (pino's own default for files): a write, a switch
+ * Writes are synchronous (`sync: true`, not pino's default): a write, a switch
  * to the next file and the link happen in order with nothing in flight, so
  * the rotation is deterministic, close and exit lose nothing, and no worker
  * thread competes for the CPU. Busy logs stay cheap because their lines are
