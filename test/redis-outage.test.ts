@@ -128,7 +128,7 @@ t.test('Redis frozen, then killed: 503s and STORE_UNAVAILABLE at once, limits fa
   t.match((await call(url, `/api/sessions/${sessionId}`)), { status: 404, body: { code: 'SESSION_NOT_FOUND' } }, 'a Redis restarted empty lost its sessions')
   t.match(await chat(client, room, 'lost room'), { event: 'error', data: { code: 'NOT_IN_SESSION' } }, 'and its rooms: join again')
   client.send('leave-session', { sessionId: room }, 'leave')
-  t.match(await client.next(), { event: 'ack', data: { id: 'leave' } })
+  t.match(await client.next(), { event: 'error', data: { id: 'leave', code: 'NOT_IN_SESSION' } }, 'a session that ended is left already')
   await client.join(room, 'Sam')
   t.match(await chat(client, room, 'rejoined'), { event: 'ack' })
   t.equal((await call(url, '/api/ai-companion/initialize', { method: 'POST', body: { companionConfig } })).status, 200, 'new sessions work')
@@ -212,6 +212,35 @@ t.test('a connection closed while Redis is frozen leaves every session it was in
   await sleep(3000)
   const participants = await Promise.all([first, second].map(async (room) => (await call(b, `/api/sessions/${room}`)).body.participants))
   t.same(participants, [[], ['Olly']], 'Mia is gone from both sessions')
+})
+
+t.test('Redis restarted empty: members join again under the same code and get the new session\'s messages from seq 1', async (t) => {
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: uniquePrefix() }
+  const { url: a } = await startServer(t, env)
+  const { url: b } = await startServer(t, env)
+  const room = `room-${randomUUID()}`
+  const alex = await TestClient.connect(t, a)
+  await alex.join(room, 'Alex')
+  const blair = await TestClient.connect(t, b)
+  await blair.join(room, 'Blair')
+  t.match(await alex.next(5000), { event: 'user-joined', data: { playerName: 'Blair' } })
+  for (let seq = 1; seq <= 5; seq++) t.match(await chat(blair, room, `old ${seq}`), { event: 'ack', data: { seq } })
+  t.same((await alex.take(5, 5000)).map(({ data }) => data.seq), [1, 2, 3, 4, 5])
+
+  await redis.kill()
+  await redis.start()
+  await Promise.all([a, b].map((url) => waitForStatus(url, '/health/ready', 200, 10_000)))
+
+  // SPEC §9: the session is gone; a sender learns it from NOT_IN_SESSION and joins again.
+  t.match(await chat(alex, room, 'anyone?'), { event: 'error', data: { code: 'NOT_IN_SESSION' } })
+  t.match(await alex.join(room, 'Alex'), { history: [], participants: [{ playerName: 'Alex' }] }, 'a new session under the same code')
+  // Blair was not told (it sent nothing): joining again is a first join into the new session too.
+  t.match(await blair.join(room, 'Blair'), { history: [], participants: [{ playerName: 'Alex' }, { playerName: 'Blair' }] })
+  t.match(await alex.next(5000), { event: 'user-joined', data: { playerName: 'Blair' } })
+  for (let seq = 1; seq <= 3; seq++) t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
+  t.same((await alex.take(3, 5000)).map(({ event, data }) => [event, data.seq, data.text]),
+    [['chat message', 1, 'new 1'], ['chat message', 2, 'new 2'], ['chat message', 3, 'new 3']],
+    'the new session\'s seqs 1–3, though the old one had reached 5 on this instance')
 })
 
 t.test('REDIS_PRESENCE_TTL_MS: 45 s by default, never more than the 60 s SPEC §9 allows', async (t) => {

@@ -24,6 +24,11 @@ export interface LocalHub {
   sessionIds: () => IterableIterator<string>
   /** The last seq delivered to a session's members here; undefined when it has none here. */
   lastSeq: (sessionId: string) => number | undefined
+  /**
+   * What the store holds under a local session's id (its createdAt; undefined:
+   * nothing): members here of an earlier session under that id are dropped.
+   */
+  reconcile: (sessionId: string, createdAt: number | undefined) => void
 }
 
 export interface FanOut {

@@ -20,6 +20,12 @@ import { encode, encodeSessionJoined } from './protocol.js'
 /** A session's members on this instance. */
 interface LocalSession {
   /**
+   * Which session this is. Its id is a code people share: once a session
+   * has ended (a Redis restarted empty), a join starts a new one under the
+   * same id, whose seqs start again at 1.
+   */
+  readonly createdAt: number
+  /**
    * Each member, and the last seq its join's history had: a frame still on
    * its way to this instance (a reader a little behind) that the history
    * already held is not delivered to that member again.
@@ -29,8 +35,8 @@ interface LocalSession {
   lastSeq: number
 }
 
-/** A frame held for a member whose join is under way. */
-interface Held { seq: number | undefined, bytes: Buffer }
+/** A frame held for a member whose join is under way; `delivered`: it reached the member already (a re-join). */
+interface Held { seq: number | undefined, bytes: Buffer, delivered: boolean }
 
 /** A connected client, as the hub sees it (the WebSocket stays outside). */
 export interface Member {
@@ -95,35 +101,64 @@ export function createChatHub ({
     const session = local.get(sessionId)
     const waiting = joining.size === 0 ? undefined : joining.get(sessionId)
     if (session === undefined && waiting === undefined) return
-    if (seq !== undefined && session !== undefined) {
-      // Already delivered: a replay from history overlapping the stream.
-      if (seq <= session.lastSeq) return
-      session.lastSeq = seq
-    }
+    // Not fresh: already delivered here (a replay from history overlapping the stream).
+    const fresh = seq === undefined || session === undefined || seq > session.lastSeq
+    if (seq !== undefined && session !== undefined && fresh) session.lastSeq = seq
     // Encoded once, and only for a recipient: across instances the sender's own instance reads its frames too.
     let bytes: Buffer | undefined
-    if (session !== undefined) {
+    if (session !== undefined && fresh) {
       for (const [member, joinedAt] of session.members) {
         if (member.userId !== exceptUserId && (seq === undefined || seq > joinedAt)) member.deliver(bytes ??= Buffer.from(frame))
       }
     }
     if (waiting !== undefined) {
+      // Held whether fresh or not: the join may find a new session under this id (see `admit`).
       for (const [member, held] of waiting) {
-        if (member.userId !== exceptUserId) held.push({ seq, bytes: bytes ??= Buffer.from(frame) })
+        if (member.userId === exceptUserId) continue
+        const joinedAt = fresh ? session?.members.get(member) : undefined
+        held.push({ seq, bytes: bytes ??= Buffer.from(frame), delivered: joinedAt !== undefined && (seq === undefined || seq > joinedAt) })
       }
     }
   }
 
-  const fanOut = makeFanOut({ deliverLocal, sessionIds: () => local.keys(), lastSeq: (sessionId) => local.get(sessionId)?.lastSeq })
+  /**
+   * The session these members were in has ended (gone from the store, or
+   * replaced by a new one under its id): they are in it no more, and learn it
+   * from NOT_IN_SESSION on their next event (SPEC §9), or by joining again.
+   */
+  function endLocal (sessionId: string): void {
+    const session = local.get(sessionId)
+    if (session === undefined) return
+    for (const member of session.members.keys()) member.joined?.delete(sessionId)
+    local.delete(sessionId)
+  }
 
-  /** Makes a joined member local: it gets what was held for it that its history (up to `joinedAt`) did not have. */
-  function admit (member: Member, sessionId: string, joinedAt: number, held: readonly Held[]): void {
+  const fanOut = makeFanOut({
+    deliverLocal,
+    sessionIds: () => local.keys(),
+    lastSeq: (sessionId) => local.get(sessionId)?.lastSeq,
+    reconcile (sessionId, createdAt) {
+      if (local.get(sessionId)?.createdAt !== createdAt) endLocal(sessionId)
+    }
+  })
+
+  /**
+   * Makes a joined member local: it gets what was held for it that its
+   * history (up to `joinedAt`) did not have and it did not get already, each
+   * seq once (a replay may have overlapped the stream while it waited).
+   */
+  function admit (member: Member, sessionId: string, { createdAt, messageCount: joinedAt }: MultiplayerSession, held: readonly Held[]): void {
     let session = local.get(sessionId)
-    if (session === undefined) local.set(sessionId, session = { members: new Map(), lastSeq: joinedAt })
+    if (session === undefined) local.set(sessionId, session = { createdAt, members: new Map(), lastSeq: joinedAt })
     session.members.set(member, joinedAt)
-    for (const { seq, bytes } of held) {
-      if (seq === undefined || seq > joinedAt) member.deliver(bytes)
-      if (seq !== undefined && seq > session.lastSeq) session.lastSeq = seq
+    let last = joinedAt
+    for (const { seq, bytes, delivered } of held) {
+      if (seq !== undefined) {
+        if (seq <= last) continue
+        last = seq
+        if (seq > session.lastSeq) session.lastSeq = seq
+      }
+      if (!delivered) member.deliver(bytes)
     }
   }
 
@@ -140,8 +175,7 @@ export function createChatHub ({
     if (session?.members.size === 0) local.delete(sessionId)
   }
 
-  async function joinStore (member: Member, sessionId: string, playerName: string, isNew: boolean): Promise<{ result: JoinResult, held: Held[] }> {
-    if (!isNew) return { result: await store.join(sessionId, { userId: member.userId, playerName }, maxParticipants, member.owner), held: [] }
+  async function joinStore (member: Member, sessionId: string, playerName: string): Promise<{ result: JoinResult, held: Held[] }> {
     let waiting = joining.get(sessionId)
     if (waiting === undefined) joining.set(sessionId, waiting = new Map())
     const held: Held[] = []
@@ -158,7 +192,10 @@ export function createChatHub ({
   async function record (envelope: SessionEvent & { data: { sessionId: string } }, clientMsgId: string | undefined, exceptUserId?: string) {
     const { sessionId } = envelope.data
     const result = await fanOut.record(sessionId, envelope, { keep: historySize, clientMsgId, exceptUserId })
-    if (result === undefined) throw new Errors.NOT_IN_SESSION(sessionId)
+    if (result === undefined) {
+      endLocal(sessionId)
+      throw new Errors.NOT_IN_SESSION(sessionId)
+    }
     return result.seq
   }
 
@@ -189,13 +226,17 @@ export function createChatHub ({
       if (already === undefined && joined.size >= maxSessionsPerMember) throw new Errors.TOO_MANY_SESSIONS(maxSessionsPerMember)
       const name = already ?? playerName
       if (already === undefined) await fanOut.ready()
-      const { result, held } = await joinStore(member, sessionId, name, already === undefined)
+      const { result, held } = await joinStore(member, sessionId, name)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
-      const { history, ...truncated } = already === undefined || since !== undefined ? historySince(result.session, since) : { history: [] }
+      // The session this member was in ended and this join started a new one: a first join.
+      const renewed = already !== undefined && local.get(sessionId)?.createdAt !== result.session.createdAt
+      if (renewed) endLocal(sessionId)
+      const first = already === undefined || renewed
+      const { history, ...truncated } = first || since !== undefined ? historySince(result.session, since) : { history: [] }
       member.deliver(Buffer.from(encodeSessionJoined({ sessionId, userId: member.userId, participants: result.session.participants, ...truncated }, history)))
-      if (already !== undefined) return history.length
+      if (!first) return history.length
       joined.set(sessionId, name)
-      admit(member, sessionId, result.session.messageCount, held)
+      admit(member, sessionId, result.session, held)
       await fanOut.publish(sessionId, encode('user-joined', { sessionId, userId: member.userId, playerName: name }))
       return 0
     },

@@ -128,6 +128,8 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
           failure ??= error
           continue
         }
+        // Gone, or a new session under the same id (a Redis restarted empty): not the one its members here were in.
+        hub.reconcile(sessionId, session?.kind === 'multiplayer' ? session.createdAt : undefined)
         if (session?.kind !== 'multiplayer') continue
         replayed++
         for (const frame of session.history) {
