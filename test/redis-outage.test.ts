@@ -243,6 +243,30 @@ t.test('Redis restarted empty: members join again under the same code and get th
     'the new session\'s seqs 1–3, though the old one had reached 5 on this instance')
 })
 
+t.test('a member whose instance stalled past REDIS_PRESENCE_TTL_MS is dropped, and back once its instance vouches again', async (t) => {
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: uniquePrefix(), REDIS_PRESENCE_TTL_MS: '1000', REDIS_COMMAND_TIMEOUT_MS: '5000' }
+  const stalled = await spawnServer(t, env)
+  const { url: survivor } = await startServer(t, env)
+  const room = `room-${randomUUID()}`
+  const alex = await joined(t, await stalled.url, room, 'Alex')
+  await joined(t, survivor, room, 'Blair')
+
+  stalled.child.kill('SIGSTOP')
+  t.teardown(() => stalled.child.kill('SIGCONT'))
+  await sleep(2000)
+  t.match((await call(survivor, `/api/sessions/${room}`)).body, { participants: ['Blair'] }, 'nobody vouched for Alex: dropped')
+  stalled.child.kill('SIGCONT')
+
+  const started = Date.now()
+  let participants: string[] = []
+  while (Date.now() - started < 5000 && participants.length < 2) {
+    await sleep(100)
+    participants = (await call(survivor, `/api/sessions/${room}`)).body.participants
+  }
+  t.same(participants, ['Blair', 'Alex'], `Alex, still connected, is back (last in join order) ${Date.now() - started} ms after the process went on`)
+  t.match(await chat(alex, room, 'back'), { event: 'ack' })
+})
+
 t.test('REDIS_PRESENCE_TTL_MS: 45 s by default, never more than the 60 s SPEC §9 allows', async (t) => {
   t.equal(loadConfig({}).REDIS_PRESENCE_TTL_MS, 45_000)
   t.ok(loadConfig({}).REDIS_PRESENCE_TTL_MS <= 60_000)

@@ -23,7 +23,9 @@ import {
  * have not left) by renewing their presence every third of
  * REDIS_PRESENCE_TTL_MS, which also keeps their session's keys alive; the
  * members of an instance that died without a goodbye are dropped by the next
- * script that touches the session once their presence has lapsed.
+ * script that touches the session once their presence has lapsed. A member
+ * dropped while its instance could not vouch (stalled, or cut off from Redis
+ * longer than that) but still connected is added back by the next renewal.
  */
 
 export interface RedisStoreOptions {
@@ -123,8 +125,8 @@ export function createRedisSessionStore ({
   const onReady = () => { syncClock().catch(() => undefined) }
   redis.on('ready', onReady)
   if (redis.status === 'ready') onReady()
-  /** Room id → the user ids this instance holds in it. */
-  const mine = new Map<string, Set<string>>()
+  /** Room id → the members this instance holds in it: user id → the name they joined with. */
+  const mine = new Map<string, Map<string, string>>()
 
   /** A room's own keys, in the order every script that takes them expects. */
   const ownKeys = ({ meta, history, participants, presence }: ReturnType<RedisKeys['room']>) => [meta, history, participants, presence]
@@ -173,7 +175,7 @@ export function createRedisSessionStore ({
     const at = now()
     const deadline = at + presenceTtlMs
     await Promise.all([...mine].map(async ([id, members]) => {
-      const alive = await scripts.refresh(roomKeys(id), [id, at, ttlMs, deadline, ...members])
+      const alive = await scripts.refresh(roomKeys(id), [id, at, ttlMs, deadline, ...[...members].flat()])
       // Gone (expired, or a Redis restarted empty): its members learn it on their next message.
       if (alive === 0) mine.delete(id)
     }))
@@ -241,8 +243,8 @@ export function createRedisSessionStore ({
         ['ok', 0 | 1, RoomReply] | ['full']
       if (reply[0] === 'full') return { ok: false, reason: 'full' }
       let members = mine.get(id)
-      if (members === undefined) mine.set(id, members = new Set())
-      members.add(userId)
+      if (members === undefined) mine.set(id, members = new Map())
+      members.set(userId, playerName)
       return { ok: true, session: toRoom(id, reply[2]), created: reply[1] === 1 }
     },
 

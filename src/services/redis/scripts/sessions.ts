@@ -195,11 +195,21 @@ return results
   /**
    * An instance vouching for its connected members: their presence and the
    * room's TTL are renewed, its lastActivity is not (presence is not activity).
-   * ARGV: id, now, ttl, presence deadline, userId… → 1, or 0 when the room is gone.
+   * A member pruned meanwhile (its instance stalled, or cut off from Redis,
+   * longer than the presence TTL) is connected still: it is back, last in
+   * join order (even in a room that filled up meanwhile: it never left).
+   * ARGV: id, now, ttl, presence deadline, then userId, playerName per member.
+   * → 1, or 0 when the room is gone.
    */
   refresh: script(ROOM_KEYS, `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 5, #ARGV do redis.call('ZADD', KEYS[4], 'XX', ARGV[4], ARGV[i]) end
+for i = 5, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
+    local order = redis.call('HINCRBY', KEYS[1], 'joins', 1)
+    redis.call('HSET', KEYS[3], ARGV[i], cjson.encode({ order, ARGV[i + 1] }))
+  end
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[i])
+end
 touch({ KEYS[1], KEYS[2], KEYS[3], KEYS[4] }, KEYS[5], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 return 1
 `),
