@@ -243,6 +243,62 @@ t.test('Redis restarted empty: members join again under the same code and get th
     'the new session\'s seqs 1–3, though the old one had reached 5 on this instance')
 })
 
+t.test('Redis restarted empty, another instance back first: the instance that held the old session gives the new one every seq, and no ghosts', async (t) => {
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: uniquePrefix(), REDIS_PRESENCE_TTL_MS: '1000' }
+  const held = await spawnServer(t, env)
+  const a = await held.url
+  const { url: b } = await startServer(t, env)
+  const room = `room-${randomUUID()}`
+  const participants = async () => (await call(b, `/api/sessions/${room}`)).body.participants
+  const seqsOf = async (client: TestClient, count: number) => (await client.take(count, 5000)).map(({ event, data }) => `${event} ${data.seq}`)
+  const alex = await TestClient.connect(t, a)
+  await alex.join(room, 'Alex')
+  const ari = await TestClient.connect(t, a)
+  await ari.join(room, 'Ari')
+  const blair = await TestClient.connect(t, b)
+  await blair.join(room, 'Blair')
+  for (let seq = 1; seq <= 5; seq++) t.match(await chat(blair, room, `old ${seq}`), { event: 'ack', data: { seq } })
+  t.same(await seqsOf(alex, 7), ['user-joined undefined', 'user-joined undefined', 'chat message 1', 'chat message 2', 'chat message 3', 'chat message 4', 'chat message 5'])
+  t.same(await seqsOf(ari, 6), ['user-joined undefined', 'chat message 1', 'chat message 2', 'chat message 3', 'chat message 4', 'chat message 5'])
+
+  // A is stalled through the restart: B starts the new session and writes a new stream before A's reader is back.
+  held.child.kill('SIGSTOP')
+  t.teardown(() => held.child.kill('SIGCONT'))
+  await redis.kill()
+  await redis.start()
+  await waitForStatus(b, '/health/ready', 200, 10_000)
+  t.match(await blair.join(room, 'Blair'), { history: [], participants: [{ playerName: 'Blair' }] })
+  for (let seq = 1; seq <= 2; seq++) t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
+  held.child.kill('SIGCONT')
+  await waitForStatus(a, '/health/ready', 200, 10_000)
+  const casey = await TestClient.connect(t, a)
+  t.match(await casey.join(room, 'Casey'), { history: [{ data: { seq: 1 } }, { data: { seq: 2 } }] })
+  t.match(await blair.next(5000), { event: 'user-joined', data: { playerName: 'Casey' } })
+  for (let seq = 3; seq <= 5; seq++) t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
+  t.same(await seqsOf(casey, 3), ['chat message 3', 'chat message 4', 'chat message 5'], 'seqs 3–5 of the new session, though A had delivered up to 5 of the old one')
+
+  t.equal(alex.pending + ari.pending, 0, 'the old session\'s members on A get nothing of the new one')
+  await sleep(1500) // more than a presence TTL: A's renewals have run
+  t.same(await participants(), ['Blair', 'Casey'], 'and A does not vouch for them in it')
+
+  // Both join again at once: each is a first join.
+  alex.send('join-session', { sessionId: room, playerName: 'Alex' })
+  ari.send('join-session', { sessionId: room, playerName: 'Ari' })
+  for (const client of [alex, ari]) t.match(await client.next(5000), { event: 'session-joined', data: { history: [{}, {}, {}, {}, {}] } })
+  /** The next chat message, past the presence frames (whose order across the two joins varies). */
+  const nextChat = async (client: TestClient) => {
+    for (;;) {
+      const { event, data } = await client.next(5000)
+      if (event === 'chat message') return data.seq
+    }
+  }
+  for (const seq of [6, 7]) {
+    t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
+    t.same(await Promise.all([alex, ari, casey].map(nextChat)), [seq, seq, seq], `seq ${seq}, once, on A`)
+  }
+  t.same((await participants()).sort(), ['Alex', 'Ari', 'Blair', 'Casey'])
+})
+
 t.test('a member whose instance stalled past REDIS_PRESENCE_TTL_MS is dropped, and back once its instance vouches again', async (t) => {
   const env = { REDIS_URL: redis.url, REDIS_PREFIX: uniquePrefix(), REDIS_PRESENCE_TTL_MS: '1000', REDIS_COMMAND_TIMEOUT_MS: '5000' }
   const stalled = await spawnServer(t, env)

@@ -228,10 +228,11 @@ export function createChatHub ({
       if (already === undefined) await fanOut.ready()
       const { result, held } = await joinStore(member, sessionId, name)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
-      // The session this member was in ended and this join started a new one: a first join.
-      const renewed = already !== undefined && local.get(sessionId)?.createdAt !== result.session.createdAt
-      if (renewed) endLocal(sessionId)
-      const first = already === undefined || renewed
+      // The join found a new session under this id: the one held here ended.
+      const current = local.get(sessionId)
+      if (current !== undefined && current.createdAt !== result.session.createdAt) endLocal(sessionId)
+      // Asked after the wait: an ended session (here, by another join, or by the reader) makes it a first join.
+      const first = !joined.has(sessionId)
       const { history, ...truncated } = first || since !== undefined ? historySince(result.session, since) : { history: [] }
       member.deliver(Buffer.from(encodeSessionJoined({ sessionId, userId: member.userId, participants: result.session.participants, ...truncated }, history)))
       if (!first) return history.length

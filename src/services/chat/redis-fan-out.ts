@@ -51,8 +51,12 @@ export interface RedisFanOutOptions {
   onReplay?: (sessions: number, reason: ReplayReason) => void
 }
 
-/** Why the reader replayed: entries it had not read were trimmed, or the stream itself was gone (Redis restarted empty). */
-export type ReplayReason = 'trimmed' | 'stream-gone'
+/**
+ * Why the reader replayed: entries it had not read were trimmed, the stream
+ * itself was gone, or Redis restarted (its sessions may be gone, or started
+ * anew under the same ids, whatever the stream looks like by now).
+ */
+export type ReplayReason = 'trimmed' | 'stream-gone' | 'restarted'
 
 type Entry = [id: string, fields: string[]]
 type XReadReply = Array<[stream: string, entries: Entry[]]> | null
@@ -62,6 +66,12 @@ function isAfter (a: string, b: string): boolean {
   const [aMs, aN] = a.split('-').map(Number)
   const [bMs, bN] = b.split('-').map(Number)
   return aMs > bMs || (aMs === bMs && aN > bN)
+}
+
+/** The Redis server's run id: a new one for every start of the server. */
+async function runId (reader: Redis): Promise<string> {
+  const info = await reader.info('server')
+  return /^run_id:(\w+)/m.exec(info)?.[1] ?? ''
 }
 
 /** XINFO STREAM's flat reply as a record; undefined when the stream does not exist (a Redis restarted empty). */
@@ -82,6 +92,8 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
     const reader = connect('fanout', { commandTimeout: BLOCK_MS + commandTimeoutMs })
     /** The last entry delivered; undefined until the reader has started. */
     let lastId: string | undefined
+    /** The run id of the Redis server the reader last connected to. */
+    let serverRun: string | undefined
     let resumed = false
     const state = { closed: false }
     let markStarted: () => void = () => undefined
@@ -142,15 +154,24 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
       if (replayed > 0) onReplay?.(replayed, reason)
     }
 
-    /** Where to read from: at start the stream's end; after a break, the last id seen, with a replay if entries after it are gone. */
+    /**
+     * Where to read from: at start the stream's end; after a break, the last
+     * id seen, with a replay if entries after it are gone. After a restart of
+     * Redis, whichever instance came back first may have written a new
+     * stream already: every session is checked (and replayed), and a stream
+     * without the last entry seen is read from its beginning.
+     */
     async function prepare (): Promise<string> {
-      const info = await streamInfo(reader, streamKey)
+      const [info, run] = await Promise.all([streamInfo(reader, streamKey), runId(reader)])
+      const restarted = serverRun !== undefined && run !== serverRun
+      serverRun = run
       if (lastId === undefined) return (info?.['last-generated-id'] as string | undefined) ?? '0-0'
       const deleted = info?.['max-deleted-entry-id'] as string | undefined
-      if (info === undefined) await replay('stream-gone', false)
+      if (restarted) await replay('restarted', false)
+      else if (info === undefined) await replay('stream-gone', false)
       else if (deleted !== undefined && isAfter(deleted, lastId)) await replay('trimmed', false)
-      // A stream that is gone (Redis restarted empty) starts again from its beginning.
-      return info === undefined ? '0-0' : lastId
+      const kept = info !== undefined && (!restarted || (await reader.xrange(streamKey, lastId, lastId)).length > 0)
+      return kept ? lastId : '0-0'
     }
 
     async function run (): Promise<void> {

@@ -125,8 +125,12 @@ export function createRedisSessionStore ({
   const onReady = () => { syncClock().catch(() => undefined) }
   redis.on('ready', onReady)
   if (redis.status === 'ready') onReady()
-  /** Room id → the members this instance holds in it: user id → the name they joined with. */
-  const mine = new Map<string, Map<string, string>>()
+  /**
+   * Room id → the session this instance holds members of (its createdAt: a
+   * code's session that ended and was started anew is another one) and those
+   * members, user id → the name they joined with.
+   */
+  const mine = new Map<string, { createdAt: number, members: Map<string, string> }>()
 
   /** A room's own keys, in the order every script that takes them expects. */
   const ownKeys = ({ meta, history, participants, presence }: ReturnType<RedisKeys['room']>) => [meta, history, participants, presence]
@@ -166,18 +170,18 @@ export function createRedisSessionStore ({
   }
 
   function forget (id: string, userId: string): void {
-    const members = mine.get(id)
-    members?.delete(userId)
-    if (members?.size === 0) mine.delete(id)
+    const held = mine.get(id)
+    held?.members.delete(userId)
+    if (held?.members.size === 0) mine.delete(id)
   }
 
   async function refreshPresence (): Promise<void> {
     const at = now()
     const deadline = at + presenceTtlMs
-    await Promise.all([...mine].map(async ([id, members]) => {
-      const alive = await scripts.refresh(roomKeys(id), [id, at, ttlMs, deadline, ...[...members].flat()])
-      // Gone (expired, or a Redis restarted empty): its members learn it on their next message.
-      if (alive === 0) mine.delete(id)
+    await Promise.all([...mine].map(async ([id, held]) => {
+      const alive = await scripts.refresh(roomKeys(id), [id, at, ttlMs, deadline, held.createdAt, ...[...held.members].flat()])
+      // Gone, or started anew (a Redis restarted empty): its members here learn it on their next message.
+      if (alive === 0 && mine.get(id) === held) mine.delete(id)
     }))
   }
 
@@ -242,10 +246,12 @@ export function createRedisSessionStore ({
       const reply = await guarded(scripts.join(roomKeys(id), writeArgs(id, userId, playerName, maxParticipants, now() + presenceTtlMs))) as
         ['ok', 0 | 1, RoomReply] | ['full']
       if (reply[0] === 'full') return { ok: false, reason: 'full' }
-      let members = mine.get(id)
-      if (members === undefined) mine.set(id, members = new Map())
-      members.set(userId, playerName)
-      return { ok: true, session: toRoom(id, reply[2]), created: reply[1] === 1 }
+      const session = toRoom(id, reply[2])
+      let held = mine.get(id)
+      // Members held in a session that ended are not vouched for in the one that replaced it.
+      if (held?.createdAt !== session.createdAt) mine.set(id, held = { createdAt: session.createdAt, members: new Map() })
+      held.members.set(userId, playerName)
+      return { ok: true, session, created: reply[1] === 1 }
     },
 
     async leave (id, userId) {

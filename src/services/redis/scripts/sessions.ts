@@ -198,12 +198,13 @@ return results
    * A member pruned meanwhile (its instance stalled, or cut off from Redis,
    * longer than the presence TTL) is connected still: it is back, last in
    * join order (even in a room that filled up meanwhile: it never left).
-   * ARGV: id, now, ttl, presence deadline, then userId, playerName per member.
-   * → 1, or 0 when the room is gone.
+   * ARGV: id, now, ttl, presence deadline, the room's createdAt, then userId,
+   * playerName per member. → 1, or 0 when the room is gone or is another
+   * session under the same id (started anew after this one ended).
    */
   refresh: script(ROOM_KEYS, `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 5, #ARGV, 2 do
+if redis.call('HGET', KEYS[1], 'createdAt') ~= ARGV[5] then return 0 end
+for i = 6, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
     local order = redis.call('HINCRBY', KEYS[1], 'joins', 1)
     redis.call('HSET', KEYS[3], ARGV[i], cjson.encode({ order, ARGV[i + 1] }))
