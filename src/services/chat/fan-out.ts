@@ -1,4 +1,4 @@
-import type { MultiplayerSession, RecordOptions, RecordResult, SessionEvent, SessionStore } from '../sessions/store.js'
+import type { RecordOptions, RecordResult, SessionEvent, SessionStore } from '../sessions/store.js'
 
 /*
  * How a session's frames reach its members on every instance (SPEC §9), in
@@ -25,12 +25,10 @@ export interface LocalHub {
   /** The last seq delivered to a session's members here; undefined when it has none here. */
   lastSeq: (sessionId: string) => number | undefined
   /**
-   * What the store holds under a local session's id (undefined: nothing):
-   * members here of an earlier session under that id are dropped, and seqs a
-   * Redis restarted from an older state will give again are not taken for
-   * delivered ones.
+   * What the store holds under a local session's id (its createdAt; undefined:
+   * nothing): members here of an earlier session under that id are dropped.
    */
-  reconcile: (sessionId: string, current: Pick<MultiplayerSession, 'createdAt' | 'messageCount'> | undefined) => void
+  reconcile: (sessionId: string, createdAt: number | undefined) => void
 }
 
 export interface FanOut {

@@ -137,17 +137,8 @@ export function createChatHub ({
     deliverLocal,
     sessionIds: () => local.keys(),
     lastSeq: (sessionId) => local.get(sessionId)?.lastSeq,
-    reconcile (sessionId, current) {
-      const session = local.get(sessionId)
-      if (session === undefined) return
-      if (session.createdAt !== current?.createdAt) {
-        endLocal(sessionId)
-      } else if (session.lastSeq > current.messageCount) {
-        // A persisted Redis back from an older state (its last writes lost) gives those seqs again.
-        const { messageCount } = current
-        session.lastSeq = messageCount
-        for (const [member, joinedAt] of session.members) session.members.set(member, Math.min(joinedAt, messageCount))
-      }
+    reconcile (sessionId, createdAt) {
+      if (local.get(sessionId)?.createdAt !== createdAt) endLocal(sessionId)
     }
   })
 

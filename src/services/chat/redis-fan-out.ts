@@ -148,8 +148,8 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
           failure ??= error
           continue
         }
-        // Gone, a new session under the same id (a Redis restarted empty), or one that lost its last events.
-        hub.reconcile(sessionId, session?.kind === 'multiplayer' ? session : undefined)
+        // Gone, or a new session under the same id (a Redis restarted empty): not the one its members here were in.
+        hub.reconcile(sessionId, session?.kind === 'multiplayer' ? session.createdAt : undefined)
         if (session?.kind !== 'multiplayer') continue
         replayed++
         for (const frame of session.history) {
