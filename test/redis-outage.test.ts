@@ -55,6 +55,30 @@ async function joined (t: Test, url: string, room: string, playerName: string): 
   return client
 }
 
+/** The names GET /api/sessions/:id lists (each read prunes lapsed presence). */
+async function participantsOf (base: string, room: string): Promise<string[]> {
+  return (await call(base, `/api/sessions/${room}`)).body.participants
+}
+
+/** Polls the participants until `count` are listed (or `timeoutMs`); returns them and how long that took. */
+async function awaitParticipants (base: string, room: string, count: number, timeoutMs: number): Promise<{ participants: string[], ms: number }> {
+  const started = Date.now()
+  let participants = await participantsOf(base, room)
+  while (participants.length !== count && Date.now() - started < timeoutMs) {
+    await sleep(50)
+    participants = await participantsOf(base, room)
+  }
+  return { participants, ms: Date.now() - started }
+}
+
+/** Freezes a child server (SIGSTOP) until the returned function or the test's end continues it. */
+function stall (t: Test, child: { kill: (signal: NodeJS.Signals) => boolean }): () => void {
+  child.kill('SIGSTOP')
+  const resume = () => { child.kill('SIGCONT') }
+  t.teardown(resume)
+  return resume
+}
+
 /** Sends a chat message and returns the event answering it (`ack` or `error`). */
 async function chat (client: TestClient, sessionId: string, text: string) {
   const id = randomUUID()
@@ -176,14 +200,7 @@ t.test('the participants of a killed instance are dropped within REDIS_PRESENCE_
 
   doomed.child.kill('SIGKILL')
   await doomed.exited
-  const killedAt = Date.now()
-  let participants: string[] = []
-  while (Date.now() - killedAt < 10_000) {
-    participants = (await call(survivor, `/api/sessions/${room}`)).body.participants
-    if (participants.length === 1) break
-    await sleep(50)
-  }
-  const ms = Date.now() - killedAt
+  const { participants, ms } = await awaitParticipants(survivor, room, 1, 10_000)
   t.same(participants, ['Alex'], `the killed instance's participant is dropped after ${ms} ms`)
   t.ok(ms < 4000, 'within the presence TTL (1 s) and a margin')
   t.match(await chat(alex, room, 'still here'), { event: 'ack' })
@@ -210,7 +227,7 @@ t.test('a connection closed while Redis is frozen leaves every session it was in
   // Three presence TTLs with nothing else touching the rooms: an instance
   // still vouching for Mia would have renewed her presence several times.
   await sleep(3000)
-  const participants = await Promise.all([first, second].map(async (room) => (await call(b, `/api/sessions/${room}`)).body.participants))
+  const participants = await Promise.all([first, second].map(async (room) => await participantsOf(b, room)))
   t.same(participants, [[], ['Olly']], 'Mia is gone from both sessions')
 })
 
@@ -249,7 +266,6 @@ t.test('Redis restarted empty, another instance back first: the instance that he
   const a = await held.url
   const { url: b } = await startServer(t, env)
   const room = `room-${randomUUID()}`
-  const participants = async () => (await call(b, `/api/sessions/${room}`)).body.participants
   const seqsOf = async (client: TestClient, count: number) => (await client.take(count, 5000)).map(({ event, data }) => `${event} ${data.seq}`)
   const alex = await TestClient.connect(t, a)
   await alex.join(room, 'Alex')
@@ -262,14 +278,13 @@ t.test('Redis restarted empty, another instance back first: the instance that he
   t.same(await seqsOf(ari, 6), ['user-joined undefined', 'chat message 1', 'chat message 2', 'chat message 3', 'chat message 4', 'chat message 5'])
 
   // A is stalled through the restart: B starts the new session and writes a new stream before A's reader is back.
-  held.child.kill('SIGSTOP')
-  t.teardown(() => held.child.kill('SIGCONT'))
+  const resume = stall(t, held.child)
   await redis.kill()
   await redis.start()
   await waitForStatus(b, '/health/ready', 200, 10_000)
   t.match(await blair.join(room, 'Blair'), { history: [], participants: [{ playerName: 'Blair' }] })
   for (let seq = 1; seq <= 2; seq++) t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
-  held.child.kill('SIGCONT')
+  resume()
   await waitForStatus(a, '/health/ready', 200, 10_000)
   const casey = await TestClient.connect(t, a)
   t.match(await casey.join(room, 'Casey'), { history: [{ data: { seq: 1 } }, { data: { seq: 2 } }] })
@@ -279,7 +294,7 @@ t.test('Redis restarted empty, another instance back first: the instance that he
 
   t.equal(alex.pending + ari.pending, 0, 'the old session\'s members on A get nothing of the new one')
   await sleep(1500) // more than a presence TTL: A's renewals have run
-  t.same(await participants(), ['Blair', 'Casey'], 'and A does not vouch for them in it')
+  t.same(await participantsOf(b, room), ['Blair', 'Casey'], 'and A does not vouch for them in it')
 
   // Both join again at once: each is a first join.
   alex.send('join-session', { sessionId: room, playerName: 'Alex' })
@@ -296,7 +311,7 @@ t.test('Redis restarted empty, another instance back first: the instance that he
     t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
     t.same(await Promise.all([alex, ari, casey].map(nextChat)), [seq, seq, seq], `seq ${seq}, once, on A`)
   }
-  t.same((await participants()).sort(), ['Alex', 'Ari', 'Blair', 'Casey'])
+  t.same((await participantsOf(b, room)).sort(), ['Alex', 'Ari', 'Blair', 'Casey'])
 })
 
 t.test('Redis restarted while the replay cannot read the sessions yet: the reader tries again, and the old session ends', async (t) => {
@@ -310,15 +325,14 @@ t.test('Redis restarted while the replay cannot read the sessions yet: the reade
   for (let seq = 1; seq <= 3; seq++) t.match(await chat(blair, room, `old ${seq}`), { event: 'ack', data: { seq } })
   t.same((await alex.take(4, 5000)).map(({ event, data }) => `${event} ${data.seq}`), ['user-joined undefined', 'chat message 1', 'chat message 2', 'chat message 3'])
 
-  held.child.kill('SIGSTOP')
-  t.teardown(() => held.child.kill('SIGCONT'))
+  const resume = stall(t, held.child)
   await redis.kill()
   await redis.start()
   await waitForStatus(b, '/health/ready', 200, 10_000)
   t.match(await blair.join(room, 'Blair'), { history: [] })
   // Scripts (the store's reads too) wait while INFO and the stream reads go on: A's reader sees the restart but cannot replay.
   await redis.command('CLIENT', 'PAUSE', '2500', 'WRITE')
-  held.child.kill('SIGCONT')
+  resume()
   await sleep(3000)
   for (let seq = 1; seq <= 5; seq++) t.match(await chat(blair, room, `new ${seq}`), { event: 'ack', data: { seq } })
   t.match(await chat(alex, room, 'still here?'), { event: 'error', data: { code: 'NOT_IN_SESSION' } }, 'the old session ended on A')
@@ -348,19 +362,13 @@ t.test('a member whose instance stalled past REDIS_PRESENCE_TTL_MS is dropped, a
   const alex = await joined(t, await stalled.url, room, 'Alex')
   await joined(t, survivor, room, 'Blair')
 
-  stalled.child.kill('SIGSTOP')
-  t.teardown(() => stalled.child.kill('SIGCONT'))
+  const resume = stall(t, stalled.child)
   await sleep(2000)
-  t.match((await call(survivor, `/api/sessions/${room}`)).body, { participants: ['Blair'] }, 'nobody vouched for Alex: dropped')
-  stalled.child.kill('SIGCONT')
+  t.same(await participantsOf(survivor, room), ['Blair'], 'nobody vouched for Alex: dropped')
+  resume()
 
-  const started = Date.now()
-  let participants: string[] = []
-  while (Date.now() - started < 5000 && participants.length < 2) {
-    await sleep(100)
-    participants = (await call(survivor, `/api/sessions/${room}`)).body.participants
-  }
-  t.same(participants, ['Blair', 'Alex'], `Alex, still connected, is back (last in join order) ${Date.now() - started} ms after the process went on`)
+  const { participants, ms } = await awaitParticipants(survivor, room, 2, 5000)
+  t.same(participants, ['Blair', 'Alex'], `Alex, still connected, is back (last in join order) ${ms} ms after the process went on`)
   t.match(await chat(alex, room, 'back'), { event: 'ack' })
 })
 

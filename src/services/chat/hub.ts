@@ -133,14 +133,12 @@ export function createChatHub ({
     local.delete(sessionId)
   }
 
-  const fanOut = makeFanOut({
-    deliverLocal,
-    sessionIds: () => local.keys(),
-    lastSeq: (sessionId) => local.get(sessionId)?.lastSeq,
-    reconcile (sessionId, createdAt) {
-      if (local.get(sessionId)?.createdAt !== createdAt) endLocal(sessionId)
-    }
-  })
+  /** The store holds this session under the id (its createdAt; undefined: none): a local one that is not it has ended. */
+  function reconcile (sessionId: string, createdAt: number | undefined): void {
+    if (local.get(sessionId)?.createdAt !== createdAt) endLocal(sessionId)
+  }
+
+  const fanOut = makeFanOut({ deliverLocal, sessionIds: () => local.keys(), lastSeq: (sessionId) => local.get(sessionId)?.lastSeq, reconcile })
 
   /**
    * Makes a joined member local: it gets what was held for it that its
@@ -228,9 +226,7 @@ export function createChatHub ({
       if (already === undefined) await fanOut.ready()
       const { result, held } = await joinStore(member, sessionId, name)
       if (!result.ok) throw new Errors.SESSION_FULL(fullMessage(sessionId, maxParticipants, result.reason))
-      // The join found a new session under this id: the one held here ended.
-      const current = local.get(sessionId)
-      if (current !== undefined && current.createdAt !== result.session.createdAt) endLocal(sessionId)
+      reconcile(sessionId, result.session.createdAt)
       // Asked after the wait: an ended session (here, by another join, or by the reader) makes it a first join.
       const first = !joined.has(sessionId)
       const { history, ...truncated } = first || since !== undefined ? historySince(result.session, since) : { history: [] }
