@@ -75,13 +75,23 @@ export class TestClient {
   /** Envelopes received but not read yet. */
   get pending (): number { return this.received.length }
 
-  /** Joins a session and reads `session-joined` and its own `user-joined`; returns `session-joined`'s data. */
+  /**
+   * Joins a session and reads `session-joined` and its own `user-joined`;
+   * returns `session-joined`'s data. Frames between the two (held while
+   * the join waited; across instances, others' presence, which has no
+   * order) stay queued, in order.
+   */
   async join (sessionId: string, playerName?: string, timeoutMs?: number): Promise<any> {
     this.send('join-session', playerName === undefined ? { sessionId } : { sessionId, playerName })
-    const [joined, announced] = await this.take(2, timeoutMs)
-    if (joined.event !== 'session-joined' || announced.event !== 'user-joined') {
-      throw new Error(`join failed: ${JSON.stringify([joined, announced])}`)
+    const joined = await this.next(timeoutMs)
+    if (joined.event !== 'session-joined') throw new Error(`join failed: ${JSON.stringify(joined)}`)
+    const others: Envelope[] = []
+    for (;;) {
+      const frame = await this.next(timeoutMs)
+      if (frame.event === 'user-joined' && frame.data.userId === joined.data.userId) break
+      others.push(frame)
     }
+    this.received.unshift(...others)
     return joined.data
   }
 }
