@@ -74,6 +74,18 @@ t.test('two instances, 2×100 interleaved messages: complete, in one order every
   t.same(acks.map((ack) => ack.data.seq), acks.map((ack) => seqOf.get(ack.data.id)), 'each ack carries the seq its answer was delivered with')
 })
 
+t.test('text beyond ASCII crosses instances byte for byte: accents, emoji, CJK, JSON escapes', async (t) => {
+  const redis = await startRedis(t)
+  const [onA, onB] = await members(t, 'unicode', await instances(t, redis, 2))
+  const texts = ['Je t\'aime, chérie', '💜🫶🏽 good night', '愛してる', 'she said "yes" \\ back, \t tabbed', 'ü'.repeat(2000)]
+  for (const [i, text] of texts.entries()) {
+    onA.send('chat message', { sessionId: 'unicode', text }, `m${i}`)
+    t.same(await onA.next(WAIT_MS), { event: 'ack', data: { id: `m${i}`, seq: i + 1 } })
+  }
+  const received = await onB.take(texts.length, WAIT_MS)
+  t.same(received.map(({ event, data }) => [event, data.seq, data.text]), texts.map((text, i) => ['chat message', i + 1, text]))
+})
+
 t.test('dropped on A, missed messages sent via C, rejoined on B with since: exactly the missed ones; a resend elsewhere is one event', async (t) => {
   const redis = await startRedis(t)
   const [a, b, c] = await instances(t, redis, 3)

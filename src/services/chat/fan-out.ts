@@ -13,9 +13,11 @@ import type { RecordOptions, RecordResult, SessionEvent, SessionStore } from '..
 /**
  * Delivers a serialised frame to this instance's members of a session,
  * except one. `seq` (recorded events): a seq already delivered here is
- * dropped, so a replay may overlap what was delivered.
+ * dropped, so a replay may overlap what was delivered. A Buffer frame may
+ * be a view into a larger one (a Redis reply's): it is copied before it is
+ * kept.
  */
-export type DeliverLocal = (sessionId: string, frame: string, exceptUserId?: string, seq?: number) => void
+export type DeliverLocal = (sessionId: string, frame: string | Buffer, exceptUserId?: string, seq?: number) => void
 
 /** What a fan-out sees of its hub (a socket.io adapter sees its namespace's rooms). */
 export interface LocalHub {

@@ -97,14 +97,14 @@ export function createChatHub ({
   const joining = new Map<string, Map<Member, Held[]>>()
 
   /** The end of every fan-out; `seq` for recorded events, which are delivered once each, in order. */
-  function deliverLocal (sessionId: string, frame: string, exceptUserId?: string, seq?: number): void {
+  function deliverLocal (sessionId: string, frame: string | Buffer, exceptUserId?: string, seq?: number): void {
     const session = local.get(sessionId)
     const waiting = joining.size === 0 ? undefined : joining.get(sessionId)
     if (session === undefined && waiting === undefined) return
     // Not fresh: already delivered here (a replay from history overlapping the stream).
     const fresh = seq === undefined || session === undefined || seq > session.lastSeq
     if (seq !== undefined && session !== undefined && fresh) session.lastSeq = seq
-    // Encoded once, and only for a recipient: across instances the sender's own instance reads its frames too.
+    // Encoded (or copied) once, and only for a recipient: across instances the sender's own instance reads its frames too.
     let bytes: Buffer | undefined
     if (session !== undefined && fresh) {
       for (const [member, joinedAt] of session.members) {

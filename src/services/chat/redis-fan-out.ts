@@ -58,8 +58,21 @@ export interface RedisFanOutOptions {
  */
 export type ReplayReason = 'trimmed' | 'stream-gone' | 'restarted'
 
-type Entry = [id: string, fields: string[]]
-type XReadReply = Array<[stream: string, entries: Entry[]]> | null
+/*
+ * Read as Buffers (xreadBuffer). ioredis receives every reply as Buffers and
+ * for `xread` decodes each to a string; here the frame, most of an entry,
+ * reaches the sockets as the bytes Redis sent instead of being decoded and
+ * encoded back, and is never decoded where nobody receives it (on the
+ * sender's instance). Every instance reads every entry, so this is paid once
+ * per instance. In isolation (20,000 entries, 500 per read): 2.2–3.5 against
+ * 3.0–5.2 µs per entry, medians of 9 rounds in two runs.
+ */
+type Entry = [id: Buffer, fields: Buffer[]]
+type XReadReply = Array<[stream: Buffer, entries: Entry[]]> | null
+
+/** An entry's field names, by their one byte: s, f, x, q. */
+const FIELD = { session: 0x73, frame: 0x66, except: 0x78, seq: 0x71 } as const
+const NO_FRAME = Buffer.alloc(0)
 
 /** Stream ids are `<ms>-<n>`; true when `a` comes after `b`. */
 function isAfter (a: string, b: string): boolean {
@@ -107,17 +120,17 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
     let markStarted: () => void = () => undefined
     const started = new Promise<void>((resolve) => { markStarted = resolve })
 
-    interface Frame { sessionId: string, frame: string, except: string | undefined, seq: number | undefined }
+    interface Frame { sessionId: string, frame: Buffer, except: string | undefined, seq: number | undefined }
 
     function parse ([, fields]: Entry): Frame {
-      const parsed: Frame = { sessionId: '', frame: '', except: undefined, seq: undefined }
+      const parsed: Frame = { sessionId: '', frame: NO_FRAME, except: undefined, seq: undefined }
       for (let i = 0; i < fields.length; i += 2) {
         const value = fields[i + 1]
-        switch (fields[i]) {
-          case 's': parsed.sessionId = value; break
-          case 'f': parsed.frame = value; break
-          case 'x': parsed.except = value === '' ? undefined : value; break
-          case 'q': parsed.seq = Number(value); break
+        switch (fields[i][0]) {
+          case FIELD.session: parsed.sessionId = value.toString(); break
+          case FIELD.frame: parsed.frame = value; break
+          case FIELD.except: parsed.except = value.length === 0 ? undefined : value.toString(); break
+          case FIELD.seq: parsed.seq = Number(value.toString()); break
         }
       }
       return parsed
@@ -194,11 +207,11 @@ export function redisStreamsFanOut ({ connect, redis, store, streamKey, maxLengt
             resumed = true
             markStarted()
           }
-          const reply = await reader.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', streamKey, lastId) as XReadReply
+          const reply = await reader.xreadBuffer('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', streamKey, lastId) as XReadReply
           for (const entry of reply?.[0][1] ?? []) {
             const frame = parse(entry)
             if (skipsSeq(frame)) await replay('trimmed', true)
-            lastId = entry[0]
+            lastId = entry[0].toString()
             hub.deliverLocal(frame.sessionId, frame.frame, frame.except, frame.seq)
           }
           // Emptied once read: after a burst, V8 starts allocating something
