@@ -47,6 +47,23 @@ t.test('SSE: a chunk event per model chunk, then done with the JSON body', async
     { operation: 'chat', result: 'ok', attempts: 1, finishReason: 'STOP' })
 })
 
+t.test('SSE with an Idempotency-Key, chunks spaced out: its outcome remembered, and no MaxListenersExceededWarning', async (t) => {
+  const { fake, sessionId, chatUrl } = await setup(t)
+  const warnings: string[] = []
+  const onWarning = (warning: Error) => { warnings.push(`${warning.name}: ${warning.message}`) }
+  process.on('warning', onWarning)
+  t.teardown(() => process.off('warning', onWarning))
+  fake.script({ chunks: ['One', ' two', ' three'], chunkDelayMs: 100 })
+  const response = await postJson(chatUrl, { sessionId, message: 'hi' }, { ...SSE, 'idempotency-key': 'spaced-1' })
+  const events = parseEvents(await response.text())
+  t.same(events.map((event) => event.event), ['chunk', 'chunk', 'chunk', 'done'])
+  const replayed = await postJson(chatUrl, { sessionId, message: 'hi' }, { 'idempotency-key': 'spaced-1' })
+  t.equal(replayed.headers.get('idempotent-replayed'), 'true')
+  t.same(await replayed.json(), events[3].data, 'the stream\'s outcome was remembered')
+  await new Promise((resolve) => setImmediate(resolve)) // warnings are emitted on the next tick
+  t.same(warnings, [])
+})
+
 t.test('SSE: a failure before the first chunk is a plain 503 with Retry-After', async (t) => {
   const { fake, sessionId, chatUrl } = await setup(t)
   fake.script(apiError(503), apiError(503), apiError(503))

@@ -53,6 +53,27 @@ function normaliseStrings (value: unknown, depth: number): void {
 const toPersona = ({ name, personality, identity, gender = '', role }: Static<typeof CompanionConfig>): Persona =>
   ({ name, personality, identity, gender, role })
 
+const onEndCallbacks = new WeakMap<FastifyReply, Array<() => void>>()
+
+/**
+ * Runs `callback` once the response has ended, however it ended (sent, or
+ * the client gone). One stream listener per response for every part that
+ * asks: a streamed reply with an Idempotency-Key had 13 'close' listeners
+ * with Fastify's own, and Node printed MaxListenersExceededWarning for it.
+ * (Fastify's `request.signal` would do for the abort, but on Node 20 it
+ * aborts as soon as a POST's body has been read.)
+ */
+function onResponseEnd (reply: FastifyReply, callback: () => void): void {
+  const callbacks = onEndCallbacks.get(reply)
+  if (callbacks !== undefined) {
+    callbacks.push(callback)
+    return
+  }
+  const registered = [callback]
+  onEndCallbacks.set(reply, registered)
+  finished(reply.raw, () => { for (const run of registered) run() })
+}
+
 /**
  * Aborted when the client goes away before the response is complete (also if
  * it already has), so the upstream call stops too. A handler whose signal
@@ -61,7 +82,7 @@ const toPersona = ({ name, personality, identity, gender = '', role }: Static<ty
  */
 function disconnectSignal (reply: FastifyReply): AbortSignal {
   const controller = new AbortController()
-  finished(reply.raw, () => {
+  onResponseEnd(reply, () => {
     if (!reply.raw.writableFinished) controller.abort()
   })
   return controller.signal
@@ -134,7 +155,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     request.idempotency = started
     // A response that ended without an outcome (client gone, stream broken) is a failure.
     // (Ending never rejects: a store error is reported by the idempotency service.)
-    finished(reply.raw, () => { started.fail() })
+    onResponseEnd(reply, () => { started.fail() })
   })
 
   /** A JSON response is remembered before it is sent, so a repeat arriving right after it is a replay. */
@@ -266,7 +287,7 @@ const companion: FastifyPluginAsyncTypebox = async (app) => {
     // (a stream destroyed unread never runs its generator, so a `finally`
     // there would be skipped and the request would keep its concurrency slot
     // and never report).
-    finished(reply.raw, () => {
+    onResponseEnd(reply, () => {
       replies.return(undefined as never).catch(logFailure('ending an AI stream failed'))
       release() // never rejects: a store error is reported by the lock
     })
