@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { createRedisConnections } from '../src/services/redis/connection.js'
 import { redisKeys } from '../src/services/redis/keys.js'
@@ -72,6 +73,40 @@ t.test('two instances, 2×100 interleaved messages: complete, in one order every
   await until(() => seen[1].filter((frame) => frame.event === 'ack').length === 100, 5000, 'B\'s acks')
   const acks = seen[1].filter((frame) => frame.event === 'ack')
   t.same(acks.map((ack) => ack.data.seq), acks.map((ack) => seqOf.get(ack.data.id)), 'each ack carries the seq its answer was delivered with')
+})
+
+t.test('one connection\'s messages do not wait for each other\'s round trip: 20 at once take a few script calls, and keep their order', async (t) => {
+  const redis = await startRedis(t)
+  const [sender, receiver] = await members(t, 'burst', await instances(t, redis, 2))
+  const scriptCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.command('INFO', 'commandstats'))?.[1] ?? 0)
+  const before = await scriptCalls()
+  for (let i = 1; i <= 20; i++) sender.send('chat message', { sessionId: 'burst', text: `m${i}` }, `m${i}`)
+  const acks = await sender.take(20, WAIT_MS)
+  const calls = await scriptCalls() - before
+  t.ok(calls <= 5, `20 messages recorded in ${calls} script call(s); taking turns, it would be 20`)
+  t.same(acks, Array.from({ length: 20 }, (_, i) => ({ event: 'ack', data: { id: `m${i + 1}`, seq: i + 1 } })), 'acked in order, seqs in the order sent')
+  t.same((await receiver.take(20, WAIT_MS)).map(({ data }) => `${data.seq} ${data.text}`), Array.from({ length: 20 }, (_, i) => `${i + 1} m${i + 1}`))
+})
+
+t.test('frames sent at once are answered in order: messages wait for the join before them, a leave for the messages before it, and what follows a leave is refused', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await instances(t, redis, 2)
+  const [watcher] = await members(t, 'turns', [b])
+  const client = await TestClient.connect(t, a)
+  client.send('chat message', { sessionId: 'turns', text: 'too early' }, 'c0')
+  client.send('join-session', { sessionId: 'turns', playerName: 'Quick' }, 'j')
+  client.send('chat message', { sessionId: 'turns', text: 'one' }, 'c1')
+  client.send('chat message', { sessionId: 'turns', text: 'two' }, 'c2')
+  client.send('leave-session', { sessionId: 'turns' }, 'l')
+  client.send('chat message', { sessionId: 'turns', text: 'too late' }, 'c3')
+  const frames = await client.take(8, WAIT_MS) // the six answers, session-joined and its own user-joined
+  const answers = frames.filter(({ event }) => event === 'ack' || event === 'error').map(({ event, data }) => `${event} ${data.id} ${data.seq ?? data.code ?? ''}`.trim())
+  t.same(answers, ['error c0 NOT_IN_SESSION', 'ack j', 'ack c1 1', 'ack c2 2', 'ack l', 'error c3 NOT_IN_SESSION'])
+  t.ok(frames.findIndex(({ event }) => event === 'session-joined') < frames.findIndex(({ data }) => data.id === 'j'), 'session-joined before the join\'s ack')
+  t.same((await watcher.take(4, WAIT_MS)).map(({ event, data }) => `${event} ${data.text ?? data.playerName}`),
+    ['user-joined Quick', 'chat message one', 'chat message two', 'user-left Quick'])
+  await sleep(200)
+  t.equal(watcher.pending, 0, 'nothing else reached the session')
 })
 
 t.test('text beyond ASCII crosses instances byte for byte: accents, emoji, CJK, JSON escapes', async (t) => {

@@ -55,7 +55,9 @@ interface Connection extends Member, RateWindow {
   readonly ip: string
   /** Answered the last ping. */
   alive: boolean
-  /** Frames are handled one after another, in arrival order. */
+  /** Frames start in arrival order: each once this resolves (see RECORDING). */
+  ready: Promise<void>
+  /** Resolves once every frame started so far is answered (its ack or error sent). */
   tail: Promise<void>
 }
 
@@ -66,6 +68,19 @@ const HISTORY_EVENTS_PER_MESSAGE = 10
 
 const TEXT = { binary: false }
 const DONE = Promise.resolve()
+
+/**
+ * Events that only record (SPEC §3): the next frame starts as soon as this
+ * one's store call is made, not once it has returned. Store calls are made
+ * in arrival order (each as its handler starts, before any await) and one
+ * store connection runs them in that order, so seqs still follow the order
+ * a client sent its messages, and answers still go out in that order. Any
+ * other frame (a join, a leave) waits for everything before it, and
+ * everything after it waits for it. Taking turns, a connection's messages
+ * across instances cost a Redis round trip each: 50 senders then recorded
+ * at most 50 messages per round trip, with both cores partly idle.
+ */
+const RECORDING: ReadonlySet<ClientEventName> = new Set(['chat message', 'ask-question', 'question-answer'])
 
 export function createWsGateway (options: WsGatewayOptions) {
   const { hub, maxBufferedBytes, admitJoin, onOpen, onClose, onError, now = Date.now, newUserId = randomUUID } = options
@@ -121,7 +136,24 @@ export function createWsGateway (options: WsGatewayOptions) {
     connection.deliver(Buffer.from(encode('error', data)))
   }
 
-  async function handle (connection: Connection, raw: RawData, isBinary: boolean, verdict: RateVerdict): Promise<void> {
+  /**
+   * Answers a frame once its effect is done and every frame before it is
+   * answered: a recorded event is acknowledged only once it is recorded (SPEC §3).
+   */
+  async function answer (connection: Connection, id: string | undefined, outcome: Promise<number | void>, before: Promise<void>): Promise<void> {
+    try {
+      const seq = await outcome
+      await before
+      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', seq === undefined ? { id } : { id, seq })))
+    } catch (error) {
+      await before
+      sendError(connection, error, id)
+    }
+  }
+
+  /** Starts a frame in its turn; resolves when the next frame may start. */
+  function start (connection: Connection, raw: RawData, isBinary: boolean, verdict: RateVerdict): Promise<void> | undefined {
+    const before = connection.tail
     let id: string | undefined
     try {
       if (verdict !== RATE_OK) {
@@ -130,11 +162,16 @@ export function createWsGateway (options: WsGatewayOptions) {
       }
       const message = parseFrame(raw, isBinary)
       id = message.id
-      const seq = await (handlers[message.event] as (connection: Connection, data: unknown) => Promise<number | void>)(connection, message.data)
-      // Only now: a recorded event is acknowledged once it is recorded (SPEC §3).
-      if (id !== undefined) connection.deliver(Buffer.from(encode('ack', seq === undefined ? { id } : { id, seq })))
+      const handler = handlers[message.event] as (connection: Connection, data: unknown) => Promise<number | void>
+      if (RECORDING.has(message.event)) {
+        connection.tail = answer(connection, id, handler(connection, message.data), before)
+        return undefined
+      }
+      const messageId = id
+      return (connection.tail = before.then(async () => { await answer(connection, messageId, handler(connection, message.data), DONE) }))
     } catch (error) {
-      sendError(connection, error, id)
+      connection.tail = before.then(() => { sendError(connection, error, id) })
+      return undefined
     }
   }
 
@@ -142,7 +179,7 @@ export function createWsGateway (options: WsGatewayOptions) {
     // After the frames already queued, so a join in flight is undone too.
     // A store that cannot hear the goodbye (STORE_UNAVAILABLE) is expected, not ours to report:
     // presence lapses by itself (SPEC §9).
-    const left = connection.tail = connection.tail.then(() => hub.disconnect(connection)).catch((error: unknown) => {
+    const left = connection.ready = connection.ready.then(async () => { await connection.tail }).then(() => hub.disconnect(connection)).catch((error: unknown) => {
       if (!isPublicError(error as { code?: unknown })) report(connection, error)
     })
     leaving.add(left)
@@ -155,9 +192,9 @@ export function createWsGateway (options: WsGatewayOptions) {
     const verdict = rate.check(connection)
     if (verdict === RATE_CLOSING) return
     // Queued like any frame, so the frames before it are all answered first.
-    connection.tail = connection.tail.then(verdict === RATE_ABUSIVE
-      ? () => { this.close(CLOSE_POLICY_VIOLATION, 'message rate exceeded') }
-      : () => handle(connection, raw, isBinary, verdict))
+    connection.ready = connection.ready.then(verdict === RATE_ABUSIVE
+      ? async () => { await connection.tail; this.close(CLOSE_POLICY_VIOLATION, 'message rate exceeded') }
+      : () => start(connection, raw, isBinary, verdict))
   }
 
   function onSocketError (this: WebSocket, error: Error): void {
@@ -211,7 +248,7 @@ export function createWsGateway (options: WsGatewayOptions) {
         return
       }
       const connection: Connection = {
-        socket, ip, owner: ip, userId: newUserId(), joined: undefined, alive: true, windowStart: 0, count: 0, tail: DONE, deliver
+        socket, ip, owner: ip, userId: newUserId(), joined: undefined, alive: true, windowStart: 0, count: 0, ready: DONE, tail: DONE, deliver
       }
       const tagged = socket as TaggedSocket
       tagged[kConnection] = connection
