@@ -5,13 +5,23 @@ import type { Redis } from 'ioredis'
  * instance's write (join-unless-full, append-and-trim, TTL renewal of every
  * key of a session) is one script. ioredis sends each by its SHA (EVALSHA)
  * and falls back to the source once when Redis does not know it (a restarted
- * Redis), so scripts cost one round trip and no re-upload.
+ * Redis), so scripts cost one round trip and no re-upload; an `ordered`
+ * script is sent whole instead (see LuaScript).
  */
 
 export interface LuaScript {
   /** How many of the arguments are keys (KEYS[1..n]), the rest being ARGV; `any`: as many as each call passes. */
   keys: number | 'any'
   lua: string
+  /**
+   * Calls run in the order they are made, even when Redis has forgotten the
+   * script (SCRIPT FLUSH, a server swapped behind a proxy): sent whole
+   * (EVAL) every time. ioredis resends an EVALSHA that got NOSCRIPT only
+   * when that error comes back, by which time a later call may have run:
+   * one connection's messages, several batches of them in flight, would get
+   * their seqs out of order. Costs the script's bytes per call.
+   */
+  ordered?: true
 }
 
 export type ScriptArg = string | number
@@ -40,8 +50,15 @@ export function defineScripts<T extends Record<string, LuaScript>> (redis: Redis
   const runners = {} as { [K in keyof T]: ScriptRunner }
   for (const [name, script] of Object.entries(scripts) as Array<[keyof T & string, LuaScript]>) {
     const command = `${namespace}_${name}`
-    const { keys: count } = script
-    redis.defineCommand(command, count === 'any' ? { lua: script.lua } : { numberOfKeys: count, lua: script.lua })
+    const { keys: count, lua } = script
+    if (script.ordered === true) {
+      runners[name] = (keys, args) => {
+        writeTogether(redis)
+        return redis.eval(lua, keys.length, ...keys, ...args)
+      }
+      continue
+    }
+    redis.defineCommand(command, count === 'any' ? { lua } : { numberOfKeys: count, lua })
     runners[name] = (keys, args) => {
       if (count !== 'any' && keys.length !== count) throw new Error(`${command} takes ${count} keys, got ${keys.length}`)
       writeTogether(redis)

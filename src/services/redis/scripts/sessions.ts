@@ -60,7 +60,7 @@ end
 `
 
 /** A script with the helpers above. */
-export const script = (keys: LuaScript['keys'], body: string): LuaScript => ({ keys, lua: PRELUDE + body })
+export const script = (keys: LuaScript['keys'], body: string, options: Pick<LuaScript, 'ordered'> = {}): LuaScript => ({ keys, lua: PRELUDE + body, ...options })
 
 /** KEYS for a room's writes: meta, history, participants, presence, room index. */
 const ROOM_KEYS = 5
@@ -190,7 +190,7 @@ for i = 1, (#KEYS - 2) / ${RECORD_KEYS} do
     ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
 end
 return results
-`),
+`, { ordered: true }),
 
   /**
    * An instance vouching for its connected members: their presence and the
