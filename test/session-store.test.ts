@@ -128,6 +128,20 @@ for (const [name, create] of Object.entries(factories)) {
       t.equal(await store.recordEvent('nowhere', chatMessage('nowhere', 'x'), { keep: 50 }), undefined)
     })
 
+    t.test('a recording for the session the sender joined records nothing in another started under its id since', async (t) => {
+      const store = await create(t)
+      const code = `anew-${randomUUID()}`
+      const first = await store.join(code, sam, 10)
+      t.equal(await store.delete(code), true)
+      await sleep(5) // another millisecond: another createdAt
+      const second = await store.join(code, alex, 10)
+      if (!first.ok || !second.ok) throw new Error('both joins succeed')
+      t.not(second.session.createdAt, first.session.createdAt)
+      t.equal(await store.recordEvent(code, chatMessage(code, 'for the old one'), { keep: 50, createdAt: first.session.createdAt }), undefined)
+      t.match(await store.recordEvent(code, chatMessage(code, 'for this one'), { keep: 50, createdAt: second.session.createdAt }), { duplicate: false, seq: 1 })
+      t.match(await store.get(code), { messageCount: 1, history: [/for this one/] })
+    })
+
     t.test('events are kept as sent (their frames, seq last), the last `keep` of them, every one counted', async (t) => {
       const store = await create(t)
       const code = `events-${randomUUID()}`

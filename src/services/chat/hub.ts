@@ -189,7 +189,8 @@ export function createChatHub ({
   /** Records a message (or finds its earlier copy by clientMsgId) and fans it out; returns its seq. */
   async function record (envelope: SessionEvent & { data: { sessionId: string } }, clientMsgId: string | undefined, exceptUserId?: string) {
     const { sessionId } = envelope.data
-    const result = await fanOut.record(sessionId, envelope, { keep: historySize, clientMsgId, exceptUserId })
+    const createdAt = local.get(sessionId)?.createdAt
+    const result = await fanOut.record(sessionId, envelope, { keep: historySize, clientMsgId, exceptUserId, createdAt })
     if (result === undefined) {
       endLocal(sessionId)
       throw new Errors.NOT_IN_SESSION(sessionId)

@@ -400,9 +400,9 @@ export function createMemorySessionStore ({
 
     // Never awaits: a record completes in the call, so concurrent records of
     // one session resolve in seq order and the hub delivers in that order.
-    async recordEvent (id, event, { keep, clientMsgId }) {
+    async recordEvent (id, event, { keep, clientMsgId, createdAt }) {
       const session = live(multiplayers, id)
-      if (session === undefined) return undefined
+      if (session === undefined || (createdAt !== undefined && session.createdAt !== createdAt)) return undefined
       const at = now()
       let recent = recentIds.get(session)
       const forgotten = recent === undefined ? 0 : forgetExpired(recent, at)

@@ -62,6 +62,7 @@ interface Recording {
   head: string
   clientMsgId: string | undefined
   exceptUserId: string | undefined
+  createdAt: number | undefined
   /** Redis' clock (ms): later, the recording must not happen. */
   deadline: number
 }
@@ -151,10 +152,10 @@ export function createRedisSessionStore ({
     const deadline = recordings.reduce((earliest, recording) => Math.min(earliest, recording.deadline), Infinity)
     const keysOf: string[] = [keys.roomIndex, keys.fanOut]
     const args: ScriptArg[] = [now(), ttlMs, deadline, clientMsgIdTtlMs, fanOutMaxLength]
-    for (const { id, keep, head, clientMsgId, exceptUserId } of recordings) {
+    for (const { id, keep, head, clientMsgId, exceptUserId, createdAt } of recordings) {
       const room = keys.room(id)
       keysOf.push(...ownKeys(room), clientMsgId === undefined ? room.meta : room.clientMsgId(clientMsgId))
-      args.push(id, keep, head, clientMsgId ?? '', exceptUserId ?? '')
+      args.push(id, keep, head, clientMsgId ?? '', exceptUserId ?? '', createdAt ?? '')
     }
     const reply = await guarded(scripts.recordEvents(keysOf, args)) as number[] | ['late']
     if (reply[0] === 'late') throw new Errors.STORE_UNAVAILABLE()
@@ -260,10 +261,10 @@ export function createRedisSessionStore ({
       return room('leave', id, userId)
     },
 
-    async recordEvent (id, event, { keep, clientMsgId, exceptUserId }) {
+    async recordEvent (id, event, { keep, clientMsgId, exceptUserId, createdAt }) {
       // The script appends `,"seq":N}}` to the envelope's JSON, which ends with its data object's brace and its own.
       const head = JSON.stringify(event).slice(0, -2)
-      const seq = await recorder.load({ id, keep, head, clientMsgId, exceptUserId, deadline: now() + clockOffset + recordDeadlineMs })
+      const seq = await recorder.load({ id, keep, head, clientMsgId, exceptUserId, createdAt, deadline: now() + clockOffset + recordDeadlineMs })
       if (seq === 0) return undefined
       if (seq < 0) return { duplicate: true, seq: -seq }
       return { duplicate: false, seq, frame: `${head},"seq":${seq}}}` }

@@ -79,6 +79,11 @@ export interface RecordOptions {
   clientMsgId?: string
   /** Who the fan-out skips (the sender of a `chat message`); a store that fans out itself passes it on. */
   exceptUserId?: string
+  /**
+   * The session the sender joined (its createdAt): one started anew under the
+   * same id since (it ended, or a Redis restarted empty) records nothing.
+   */
+  createdAt?: number
 }
 
 /**

@@ -66,7 +66,7 @@ export const script = (keys: LuaScript['keys'], body: string, options: Pick<LuaS
 const ROOM_KEYS = 5
 /** recordEvents' KEYS and ARGV per event. */
 const RECORD_KEYS = 5
-const RECORD_ARGS = 5
+const RECORD_ARGS = 6
 
 export const sessionScripts = {
   /** KEYS: companion meta, history; room meta, history, participants, presence. ARGV: now. → ['companion' | 'room', session] */
@@ -145,9 +145,10 @@ return room(KEYS[1], KEYS[2], KEYS[3])
    * ttl, deadline (ms, Redis' clock), how long a clientMsgId is remembered
    * (ms), stream length, then per event: room id, keep, the event's JSON
    * without its last two braces (the script adds `,"seq":N}}`), clientMsgId
-   * ('' for none), the user the fan-out skips ('' for none).
+   * ('' for none), the user the fan-out skips ('' for none), the createdAt
+   * of the session the sender joined ('' for any).
    * → { 'late' }, or per event its seq, -seq of the original for a
-   * duplicate, 0 for no such room (seqs start at 1).
+   * duplicate, 0 for no such room, or another one under its id (seqs start at 1).
    *
    * The deadline is checked against Redis' own TIME: a script that runs
    * after its callers gave up (Redis was frozen, the command had timed out
@@ -160,10 +161,12 @@ local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local idTtl = math.min(tonumber(ARGV[4]), ttl)
 
-local function record (meta, history, participants, presence, idKey, id, keep, head, clientMsgId, except)
+local function record (meta, history, participants, presence, idKey, id, keep, head, clientMsgId, except, createdAt)
   -- PTTL answers -2 for a missing key: the room's existence and its last renewal in one call.
   local left = redis.call('PTTL', meta)
   if left == -2 then return 0 end
+  -- Another session under the same id (a Redis restarted empty) is not the sender's.
+  if createdAt ~= '' and redis.call('HGET', meta, 'createdAt') ~= createdAt then return 0 end
   if clientMsgId ~= '' then
     local original = redis.call('GET', idKey)
     if original then return -tonumber(original) end
@@ -187,7 +190,7 @@ for i = 1, (#KEYS - 2) / ${RECORD_KEYS} do
   local k = 2 + (i - 1) * ${RECORD_KEYS}
   local a = 5 + (i - 1) * ${RECORD_ARGS}
   results[i] = record(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
-    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
 end
 return results
 `, { ordered: true }),
