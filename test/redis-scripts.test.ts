@@ -59,7 +59,7 @@ async function replyHoldingProxy (t: Test, port: number) {
   }
 }
 
-t.test('recordings keep their call order though Redis forgot the script (SCRIPT FLUSH) with several in flight', async (t) => {
+t.test('recordings run in call order or fail, though Redis forgot the script (SCRIPT FLUSH) with several in flight', async (t) => {
   const redis = await startRedis(t)
   const proxy = await replyHoldingProxy(t, redis.port)
   const connections = createRedisConnections({ url: proxy.url, commandTimeoutMs: 5000, log: { info: () => undefined, warn: () => undefined } })
@@ -68,7 +68,8 @@ t.test('recordings keep their call order though Redis forgot the script (SCRIPT 
   const store = createRedisSessionStore({ redis: connections.client, keys: redisKeys('order:'), ttlMs: 60_000, presenceTtlMs: 30_000 })
   t.teardown(() => store.close())
   await store.join('room', { userId: 'u', playerName: 'P' }, 10)
-  const record = async (text: string) => (await store.recordEvent('room', { event: 'chat message', data: { sessionId: 'room', text } }, { keep: 50 }))?.seq
+  const record = async (text: string) => await store.recordEvent('room', { event: 'chat message', data: { sessionId: 'room', text } }, { keep: 50 })
+    .then((result) => result?.seq, (error: Error & { code: string }) => error.code)
   t.equal(await record('first'), 1)
   t.match(await redis.command('SCRIPT', 'FLUSH'), /OK/)
 
@@ -78,12 +79,13 @@ t.test('recordings keep their call order though Redis forgot the script (SCRIPT 
   const b = record('B')
   await sleep(30)
   t.equal(proxy.held.length, 2, 'both replies held, in chunks of their own')
-  // With EVALSHA, A's NOSCRIPT comes back here and ioredis resends A as EVAL, which loads the script…
+  // A's NOSCRIPT comes back. ioredis' own retry would resend A now, and C, sent next, would run before B's resend.
   proxy.releaseOne()
   await sleep(30)
-  // …so C, sent now as EVALSHA, would run before B's resend.
   const c = record('C')
   await sleep(30)
   proxy.releaseAll()
-  t.same({ A: await a, B: await b, C: await c }, { A: 2, B: 3, C: 4 }, 'seqs in call order')
+  t.same({ A: await a, B: await b, C: await c }, { A: 'STORE_UNAVAILABLE', B: 'STORE_UNAVAILABLE', C: 2 }, 'the two Redis forgot fail; the next runs, after them')
+  t.equal(await record('D'), 3)
+  t.same((await store.get('room'))?.history.map((frame) => JSON.parse(frame).data.text), ['first', 'C', 'D'])
 })
