@@ -87,5 +87,5 @@ t.test('recordings run in call order or fail, though Redis forgot the script (SC
   proxy.releaseAll()
   t.same({ A: await a, B: await b, C: await c }, { A: 'STORE_UNAVAILABLE', B: 'STORE_UNAVAILABLE', C: 2 }, 'the two Redis forgot fail; the next runs, after them')
   t.equal(await record('D'), 3)
-  t.same((await store.get('room'))?.history.map((frame) => JSON.parse(frame).data.text), ['first', 'C', 'D'])
+  t.same((await store.get('room'))?.history.map((frame) => JSON.parse(frame as string).data.text), ['first', 'C', 'D'])
 })
