@@ -179,7 +179,10 @@ export function createWsGateway (options: WsGatewayOptions) {
     // After the frames already queued, so a join in flight is undone too.
     // A store that cannot hear the goodbye (STORE_UNAVAILABLE) is expected, not ours to report:
     // presence lapses by itself (SPEC §9).
-    const left = connection.ready = connection.ready.then(async () => { await connection.tail }).then(() => hub.disconnect(connection)).catch((error: unknown) => {
+    const left = connection.ready = connection.ready.then(async () => {
+      await connection.tail
+      await hub.disconnect(connection)
+    }).catch((error: unknown) => {
       if (!isPublicError(error as { code?: unknown })) report(connection, error)
     })
     leaving.add(left)

@@ -48,15 +48,14 @@ function writeTogether (redis: Redis): void {
   process.nextTick(() => stream.uncork())
 }
 
-/** Runs an `ordered` script: by SHA, never resent (see LuaScript). */
-function orderedRunner (redis: Redis, lua: string): ScriptRunner {
+/** Calls an `ordered` script: by SHA, never resent (see LuaScript). */
+function orderedCall (redis: Redis, lua: string): ScriptRunner {
   const sha = createHash('sha1').update(lua).digest('hex')
   // Sent first on a connection that has just become ready: before any call.
   const load = (): void => { redis.script('LOAD', lua).catch(() => undefined) }
   redis.on('ready', load)
   if (redis.status === 'ready') load()
   return async (keys, args) => {
-    writeTogether(redis)
     try {
       return await redis.evalsha(sha, keys.length, ...keys, ...args)
     } catch (error) {
@@ -66,23 +65,24 @@ function orderedRunner (redis: Redis, lua: string): ScriptRunner {
   }
 }
 
+/** Calls a script defined as an ioredis command, which resends it itself when Redis forgot it. */
+function commandCall (redis: Redis, command: string, { keys: count, lua }: LuaScript): ScriptRunner {
+  redis.defineCommand(command, count === 'any' ? { lua } : { numberOfKeys: count, lua })
+  const commands = redis as unknown as Record<string, (...args: ScriptArg[]) => Promise<unknown>>
+  // Without numberOfKeys, ioredis takes the count as the first argument.
+  return (keys, args) => count === 'any' ? commands[command](keys.length, ...keys, ...args) : commands[command](...keys, ...args)
+}
+
 /** Defines `scripts` on `redis` as commands and returns a runner per script. */
 export function defineScripts<T extends Record<string, LuaScript>> (redis: Redis, namespace: string, scripts: T): { [K in keyof T]: ScriptRunner } {
-  const commands = redis as unknown as Record<string, (...args: ScriptArg[]) => Promise<unknown>>
   const runners = {} as { [K in keyof T]: ScriptRunner }
   for (const [name, script] of Object.entries(scripts) as Array<[keyof T & string, LuaScript]>) {
     const command = `${namespace}_${name}`
-    const { keys: count, lua } = script
-    if (script.ordered === true) {
-      runners[name] = orderedRunner(redis, lua)
-      continue
-    }
-    redis.defineCommand(command, count === 'any' ? { lua } : { numberOfKeys: count, lua })
+    const call = script.ordered === true ? orderedCall(redis, script.lua) : commandCall(redis, command, script)
     runners[name] = (keys, args) => {
-      if (count !== 'any' && keys.length !== count) throw new Error(`${command} takes ${count} keys, got ${keys.length}`)
+      if (script.keys !== 'any' && keys.length !== script.keys) throw new Error(`${command} takes ${script.keys} keys, got ${keys.length}`)
       writeTogether(redis)
-      // Without numberOfKeys, ioredis takes the count as the first argument.
-      return count === 'any' ? commands[command](keys.length, ...keys, ...args) : commands[command](...keys, ...args)
+      return call(keys, args)
     }
   }
   return runners

@@ -37,6 +37,12 @@ local function touchIfStale (keys, index, id, now, ttl, left)
   touch(keys, index, id, now, ttl)
 end
 
+-- The room under this id is the session its members joined (a code's session
+-- that ended is replaced by a new one with another createdAt); false when gone.
+local function isSession (meta, createdAt)
+  return redis.call('HGET', meta, 'createdAt') == createdAt
+end
+
 local function keepLast (list, count)
   if count <= 0 then redis.call('DEL', list) else redis.call('LTRIM', list, -count, -1) end
 end
@@ -165,8 +171,7 @@ local function record (meta, history, participants, presence, idKey, id, keep, h
   -- PTTL answers -2 for a missing key: the room's existence and its last renewal in one call.
   local left = redis.call('PTTL', meta)
   if left == -2 then return 0 end
-  -- Another session under the same id (a Redis restarted empty) is not the sender's.
-  if createdAt ~= '' and redis.call('HGET', meta, 'createdAt') ~= createdAt then return 0 end
+  if createdAt ~= '' and not isSession(meta, createdAt) then return 0 end
   if clientMsgId ~= '' then
     local original = redis.call('GET', idKey)
     if original then return -tonumber(original) end
@@ -206,7 +211,7 @@ return results
    * session under the same id (started anew after this one ended).
    */
   refresh: script(ROOM_KEYS, `
-if redis.call('HGET', KEYS[1], 'createdAt') ~= ARGV[5] then return 0 end
+if not isSession(KEYS[1], ARGV[5]) then return 0 end
 for i = 6, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
     local order = redis.call('HINCRBY', KEYS[1], 'joins', 1)
